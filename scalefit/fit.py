@@ -388,26 +388,36 @@ def _bootstrap_chunk(problem: Problem, u_hat: np.ndarray, counts: np.ndarray, ru
 def run_bootstrap(problem: Problem, u_hat: np.ndarray, run_codes: np.ndarray, n_draws: int, seed: int | None,
                   jobs: int = 1, backend: str = "loky",
                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Refit on ``n_draws`` resamples of runs, warm-started at the full-data optimum; (n_draws, q) in u."""
+    """Refit on ``n_draws`` resamples of runs, warm-started at the full-data optimum; (n_draws, q) in u.
+
+    With few runs most resamples repeat (3 curves give only 10 distinct ones, 5 give 126), and a refit
+    is a deterministic function of the run counts, so each distinct resample is solved once and the
+    result repeated: the draws are identical to solving them all, at a fraction of the cost.
+    """
     counts = bootstrap_counts(int(run_codes.max()) + 1, n_draws, seed)
-    chunk = 250 if jobs == 1 else max(10, math.ceil(n_draws / (4 * max(jobs, 1))))
+    distinct, which = np.unique(counts, axis=0, return_inverse=True)
+    n_solve = len(distinct)
+    chunk = 250 if jobs == 1 else max(10, math.ceil(n_solve / (4 * max(jobs, 1))))
     chunk = min(chunk, block_size(problem.n, len(u_hat)))
-    chunks = [counts[i : i + chunk] for i in range(0, n_draws, chunk)]
+    chunks = [distinct[i : i + chunk] for i in range(0, n_solve, chunk)]
     out = []
+
+    def report():
+        if progress:
+            progress(round(n_draws * sum(len(o) for o in out) / n_solve), n_draws)
+
     if jobs == 1 and backend == "loky":
         for c in chunks:
             out.append(_bootstrap_chunk(problem, u_hat, c, run_codes))
-            if progress:
-                progress(sum(len(o) for o in out), n_draws)
+            report()
     else:
         from joblib import Parallel, delayed, parallel_config
 
         with parallel_config(backend=backend, n_jobs=jobs):
             for res in Parallel(return_as="generator")(delayed(_bootstrap_chunk)(problem, u_hat, c, run_codes) for c in chunks):
                 out.append(res)
-                if progress:
-                    progress(sum(len(o) for o in out), n_draws)
-    return np.vstack(out)
+                report()
+    return np.vstack(out)[which.reshape(-1)]
 
 
 INTERVALS = ("stretched", "percentile")
