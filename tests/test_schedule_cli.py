@@ -132,6 +132,15 @@ def test_fit_then_predict_from_fit_json_with_intervals(tmp_path):
     assert res.exit_code == 0, res.output
     out = ok_json("schedule", "predict", "--fit", fit_json, "-s", "cosine:peak=2e-4,steps=20001,warmup=500", "--every", 5000)
     assert 2.80 < out["final_loss"] < 2.87 and out["low"] <= out["final_loss"] <= out["high"]
+    assert out["warnings"] == []  # within the fitted 20,000 steps
+    # 3x past the longest fitted curve: said on stderr and in the JSON, in every schedule command.
+    far = "cosine:peak=2e-4,steps=60000,warmup=500"
+    res = run("schedule", "predict", "--fit", fit_json, "-s", far, "--every", 10000, "--json")
+    assert res.exit_code == 0 and "3.0x the longest fitted curve (20,000 steps)" in res.stderr
+    assert "extrapolated" in json.loads(res.stdout)["warnings"][0]
+    assert len(ok_json("schedule", "compare", "--fit", fit_json, "-s", far, "-s", "constant:peak=2e-4,steps=20001,warmup=500")["warnings"]) == 1
+    assert ok_json("schedule", "optimize", "--fit", fit_json, "--peak", 2e-4, "--steps", 60000, "--warmup", 500,
+                   "--family", "wsd")["warnings"]
     cmp = ok_json("schedule", "compare", "--fit", fit_json, "-s", "cosine:peak=2e-4,steps=20001,warmup=500",
                   "-s", "wsd:peak=2e-4,steps=20001,warmup=500,cooldown=0.2,shape=sqrt")
     assert all("low" in r and "vs_best_low" in r for r in cmp["schedules"])
