@@ -251,5 +251,5 @@ def update_baseline(new_path: str | Path, baseline_path: str | Path) -> Path | N
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         kept = baseline_path.with_name(f"{baseline_path.name}.{stamp}.prev")
         shutil.copy2(baseline_path, kept)
-    new.save(baseline_path, force=True)
+    new.save(baseline_path, force=True)  # the kept copy keeps reading the old draws file (save leaves it)
     return kept

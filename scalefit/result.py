@@ -307,17 +307,24 @@ class FitResult:
         }
 
     def save(self, path: str | Path, *, force: bool = False) -> Path:
-        """Write ``fit.json`` atomically (and ``.draws.parquet`` beside it when the draws are large)."""
+        """Write ``fit.json`` atomically (and a draws parquet file beside it when the draws are large).
+
+        The draws file is named after its contents (``fit.<hash>.draws.parquet``), so rewriting a fit never
+        changes a file that another fit.json -- a kept ``.prev`` baseline, say -- still points at. The draws
+        file of the fit.json being overwritten is removed unless another fit file in the folder points at it.
+        """
         path = Path(path)
         if path.exists() and not force:
             raise ScalefitError(f"{path}: already exists; pass --force to overwrite it")
+        old_draws = _draws_file(path)
         payload = self.to_dict()
         draws_path = None
         if self.draws is not None:
             if self.draws.size <= _INLINE_DRAWS:
                 payload["draws"] = self.draws.tolist()
             else:
-                draws_path = path.with_name(path.stem + ".draws.parquet")
+                digest = hashlib.sha256(np.ascontiguousarray(self.draws, dtype=float).tobytes()).hexdigest()[:12]
+                draws_path = path.with_name(f"{path.stem}.{digest}.draws.parquet")
                 payload["draws"] = {"file": draws_path.name, "shape": list(self.draws.shape)}
         payload["checksum"] = _checksum(payload)
         if draws_path is not None:
@@ -326,6 +333,8 @@ class FitResult:
             _atomic_write(draws_path, lambda fh: pd.DataFrame(self.draws, columns=self.param_names).to_parquet(fh),
                           binary=True)
         _atomic_write(path, lambda fh: fh.write(json.dumps(json_safe(payload), indent=1, allow_nan=False)))
+        if old_draws is not None and old_draws != draws_path and old_draws.exists() and not _shared(old_draws, path):
+            old_draws.unlink()
         return path
 
     def __repr__(self) -> str:
@@ -358,6 +367,33 @@ def _checksum(payload: dict) -> str:
     body = {k: v for k, v in payload.items() if k != "checksum"}
     text = json.dumps(json_safe(body), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _draws_file(path: Path) -> Path | None:
+    """The external draws file an existing fit.json points at (None: no such fit, or draws inline)."""
+    try:
+        draws = json.loads(path.read_text(encoding="utf-8")).get("draws")
+    except (OSError, ValueError, AttributeError):
+        return None
+    name = draws.get("file") if isinstance(draws, dict) else None
+    # Only a file this fit.json's own name produced: never one a copied fit.json shares, never another folder.
+    if isinstance(name, str) and Path(name).name == name and name.startswith(f"{path.stem}.") and name.endswith(".draws.parquet"):
+        return path.with_name(name)
+    return None
+
+
+def _shared(draws_file: Path, owner: Path) -> bool:
+    """Does another fit file in the folder (a copy, a kept .prev baseline) still point at ``draws_file``?"""
+    needle = json.dumps(draws_file.name).encode()
+    for other in owner.parent.iterdir():
+        if other == owner or other.suffix not in (".json", ".prev") or not other.is_file():
+            continue
+        try:
+            if other.stat().st_size < 64 * 2**20 and needle in other.read_bytes():
+                return True
+        except OSError:
+            return True  # unreadable: assume it may need the file
+    return False
 
 
 def _atomic_write(path: Path, writer, binary: bool = False) -> None:

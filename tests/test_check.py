@@ -143,6 +143,32 @@ def test_update_baseline_keeps_the_old_one(files, tmp_path):
     assert _check(files["moved"], "--baseline", baseline).exit_code == 0
 
 
+def test_kept_baseline_keeps_its_own_large_draws(files, tmp_path, monkeypatch):
+    """Draws too large to inline live in a parquet file: updating the baseline must not replace the file
+    the kept .prev copy reads, and a forced rewrite removes only its own old draws file."""
+    import scalefit.result
+
+    monkeypatch.setattr(scalefit.result, "_INLINE_DRAWS", 0)  # every draw set goes to parquet
+    base, moved = load_fit(files["base"]), load_fit(files["moved"])
+    baseline = base.save(tmp_path / "baseline.json")
+    res = _check(moved.save(tmp_path / "moved.json"), "--baseline", baseline, "--update-baseline")
+    assert res.exit_code == 0, res.output
+    (kept,) = tmp_path.glob("baseline.json.*.prev")
+    np.testing.assert_array_equal(load_fit(kept).draws, base.draws)
+    np.testing.assert_array_equal(load_fit(baseline).draws, moved.draws)
+    # Forced rewrites of moved.json: its old draws file goes, unless a copy of moved.json still reads it.
+    before = set(tmp_path.glob("moved.*.draws.parquet"))
+    base.save(tmp_path / "moved.json", force=True)
+    after = set(tmp_path.glob("moved.*.draws.parquet"))
+    assert len(before) == len(after) == 1 and before != after
+    np.testing.assert_array_equal(load_fit(tmp_path / "moved.json").draws, base.draws)
+    copy = tmp_path / "copy.json"
+    copy.write_bytes((tmp_path / "moved.json").read_bytes())
+    moved.save(tmp_path / "moved.json", force=True)
+    np.testing.assert_array_equal(load_fit(copy).draws, base.draws)
+    np.testing.assert_array_equal(load_fit(tmp_path / "moved.json").draws, moved.draws)
+
+
 def test_a_changed_law_version_is_noted(files, tmp_path):
     """A baseline fitted with another version of the law file: the report says drift may come from the law."""
     payload = json.loads(Path(files["base"]).read_text())
