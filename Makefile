@@ -1,7 +1,7 @@
 # scalefit developer tasks. `make help` lists them.
 PYTHON ?= python3
 
-.PHONY: help install demo test lint bench calibration clean
+.PHONY: help install demo test lint bench calibration study clean
 
 help:  ## this list
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,6 +24,9 @@ bench:  ## speed benchmarks against real data; writes benchmarks/results/
 
 calibration:  ## interval coverage by simulation; writes benchmarks/results/calibration.md
 	$(PYTHON) benchmarks/calibration.py
+
+study:  ## multipower: fitted optimum vs the official recipe on the MPL split; writes benchmarks/results/mpl_split_study.md
+	$(PYTHON) benchmarks/mpl_split_study.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache fit.json fit.png
