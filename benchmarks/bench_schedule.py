@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     if not MPL.exists():
         sys.exit(f"shared data not found at {MPL}")
-    from scalefit.fit import fit
+    from scalefit.fit import RobustLoss, fit
     from scalefit.registry import get_law
     from scalefit.schedule import curve_metrics, optimize_schedule, parse_schedule
 
@@ -81,9 +81,7 @@ def main() -> None:
         y = data["train"].column("loss")
 
         def objective(theta, design=design, y=y):
-            r = np.log(exact.predict(theta[None], design)[0]) - np.log(y)
-            a = np.abs(r)
-            return float(np.sum(np.where(a < 1e-3, 0.5 * r * r, 1e-3 * (a - 5e-4))))
+            return float(np.sum(RobustLoss("huber", 1e-3).rho(np.log(exact.predict(theta[None], design)[0]) - np.log(y))))
 
         ours = curve_metrics(exact, result.theta, data["test"])
         r2, mae = np.mean([m["r2"] for m in ours]), np.mean([m["mae"] for m in ours])

@@ -37,12 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_schedule import OFFICIAL_TEST, ROOT, split  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "mpl_split_study.md"
-DELTA = 1e-3
 
 
 def huber(r):
-    a = np.abs(r)
-    return np.where(a < DELTA, 0.5 * r * r, DELTA * (a - 0.5 * DELTA))
+    """The fitter's own objective term (Huber, delta 1e-3, on log residuals)."""
+    from scalefit.fit import RobustLoss
+
+    return RobustLoss("huber", 1e-3).rho(r)
 
 
 def reduced_fit(data):
@@ -86,7 +87,7 @@ def recipe(law, data, weight_decay=0.01):
         pred, jac = law.predict_and_jacobian(theta[None], design)
         r = np.log(pred[0]) - logy
         f = float(np.sum(huber(r)))
-        g = jac[0].T @ (np.clip(r, -DELTA, DELTA) / pred[0])
+        g = jac[0].T @ (np.clip(r, -1e-3, 1e-3) / pred[0])  # d huber / d theta
         if f < best_f:
             best, best_f, since = theta.copy(), f, 0
         else:
