@@ -119,20 +119,25 @@ def test_mpl_jacobian_matches_finite_differences(mpl, convention):
         np.testing.assert_allclose(jac[:, j], fd, rtol=1e-5, atol=1e-7 * np.abs(fd).max(), err_msg=law.param_names[j])
 
 
+def _check_final_loss_grad(law, theta, eta, warmup, steps, rel):
+    """final_loss_grad: its loss equals the curve's last point, its gradient central differences at ``steps``."""
+    loss, grad = law.final_loss_grad(theta, eta, warmup)
+    assert loss == pytest.approx(law.curve(theta, eta, [eta.size - 1])[0, 0], abs=1e-12)
+    for j in steps:
+        h = 1e-9
+        up, down = eta.copy(), eta.copy()
+        up[j] += h
+        down[j] -= h
+        fd = (law.final_loss_grad(theta, up, warmup)[0] - law.final_loss_grad(theta, down, warmup)[0]) / (2 * h)
+        assert grad[j] == pytest.approx(fd, rel=rel, abs=1e-6), j
+
+
 @pytest.mark.parametrize("convention", ["code", "paper"])
 def test_mpl_final_loss_gradient_matches_finite_differences(mpl, convention):
     law = mpl.with_options(convention=convention)
     eta = parse_schedule("wsd:peak=3e-4,steps=3000,warmup=300,cooldown=0.3,shape=sqrt,floor=1e-6").lr()
     theta = law.reference_theta("100M")
-    loss, grad = law.final_loss_grad(theta, eta, 300)
-    assert loss == pytest.approx(law.curve(theta, eta, [2999])[0, 0], abs=1e-12)
-    for j in (5, 299, 300, 301, 1500, 2200, 2500, 2999):
-        h = 1e-9
-        up, down = eta.copy(), eta.copy()
-        up[j] += h
-        down[j] -= h
-        fd = (law.final_loss_grad(theta, up, 300)[0] - law.final_loss_grad(theta, down, 300)[0]) / (2 * h)
-        assert grad[j] == pytest.approx(fd, rel=2e-5, abs=1e-6), j
+    _check_final_loss_grad(law, theta, eta, 300, (5, 299, 300, 301, 1500, 2200, 2500, 2999), rel=2e-5)
 
 
 # ----------------------------------------------------------------------------- LR-annealing law
@@ -197,15 +202,8 @@ def test_tissue_gradients(tissue, lam, warmup):
     law = tissue.with_options(lam=lam, warmup=warmup)
     eta = parse_schedule("wsd:peak=2e-4,steps=2000,warmup=100,cooldown=0.4,shape=cosine").lr()
     theta = law.reference_theta()
-    loss, grad = law.final_loss_grad(theta, eta, 100)
-    assert loss == pytest.approx(law.curve(theta, eta, [1999])[0, 0], abs=1e-12)
-    for j in ((150, 1300, 1700, 1999) if warmup == "peak" else (0, 50, 150, 1300, 1999)):
-        h = 1e-9
-        up, down = eta.copy(), eta.copy()
-        up[j] += h
-        down[j] -= h
-        fd = (law.final_loss_grad(theta, up, 100)[0] - law.final_loss_grad(theta, down, 100)[0]) / (2 * h)
-        assert grad[j] == pytest.approx(fd, rel=1e-5, abs=1e-6), j
+    _check_final_loss_grad(law, theta, eta, 100, (150, 1300, 1700, 1999) if warmup == "peak" else (0, 50, 150, 1300, 1999),
+                           rel=1e-5)
 
 
 def test_law_options_round_trip_through_fit_json(tissue, tmp_path):
