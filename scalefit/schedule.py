@@ -502,15 +502,19 @@ def predict_schedule(law, theta, eta, *, every: int = 1, draws: np.ndarray | Non
     """The law's predicted loss curve under ``eta``: steps, loss, final (or ``at``) loss with a percentile
     interval over bootstrap ``draws`` when given."""
     eta = as_lr(eta)
+    theta = np.asarray(theta, float)[None]
     steps = prediction_steps(eta, every)
-    loss = law.curve(np.asarray(theta, float)[None], eta, steps)[0]
+    loss = law.curve(theta, eta, steps)[0]
     target = eta.size - 1 if at is None else int(at)
     if not 0 <= target < eta.size:
         raise DataError(f"--at {at}: the schedule has steps 0..{eta.size - 1}")
+    # A dense curve may use approximate (blocked) sums; the numbers quoted on their own are computed exactly.
+    final, at_loss = law.curve(theta, eta, [eta.size - 1, target])[0]
+    loss[-1] = final
     out = {"steps": steps.tolist(), "loss": loss.tolist(), "final_step": int(eta.size - 1),
-           "final_loss": float(loss[-1]), "peak_lr": float(eta.max()), "end_lr": float(eta[-1])}
+           "final_loss": float(final), "peak_lr": float(eta.max()), "end_lr": float(eta[-1])}
     if at is not None:
-        out["at_step"], out["loss_at_step"] = target, float(law.curve(np.asarray(theta, float)[None], eta, [target])[0, 0])
+        out["at_step"], out["loss_at_step"] = target, float(at_loss)
     if draws is not None and len(draws) >= 2:
         with np.errstate(all="ignore"):
             samples = law.curve(np.asarray(draws, float), eta, [target])[:, 0]
