@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..errors import ScalefitError
+from ._output import clean
 
 # Options whose value may be left out: ``--reference`` alone means the law's first published set.
 _OPTIONAL_VALUE = {"--reference": "default"}
@@ -36,7 +37,7 @@ class _Boundary(TyperGroup):
                 warnings.showwarning = _show_warning
                 return super().invoke(ctx)
         except ScalefitError as exc:
-            message = str(exc).replace("\n", " ").strip()
+            message = clean(str(exc).replace("\n", " ").strip())
             typer.echo(f"error: {message}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
@@ -45,7 +46,7 @@ class _Boundary(TyperGroup):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    typer.echo(f"warning: {message}", err=True)
+    typer.echo(f"warning: {clean(message)}", err=True)
 
 
 app = typer.Typer(

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._output import console, emit_json, fmt, info, warn
+from ._output import console, emit_json, fmt, info, styled, warn
 
 
 def check_command(
@@ -70,6 +70,6 @@ def _print(report) -> None:
         table.add_column(col, justify=justify)
     for r in report.rows:
         rel = f" ({100 * r.rel_change:+.2f}%)" if r.rel_change is not None else ""
-        verdict = "[green]ok[/green]" if r.ok else "[bold red]DRIFT[/bold red]"
+        verdict = styled("ok", "green") if r.ok else styled("DRIFT", "bold red")
         table.add_row(r.name, fmt(r.baseline, 6), fmt(r.new, 6), f"{r.change:+.3g}{rel}", r.allowed, verdict)
     console.print(table)

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._output import console, emit_json, err_console, fmt
+from ._output import console, emit_json, err_console, fmt, warn
 
 
 def _where(frame, items, source):
@@ -55,7 +55,7 @@ def compare(
     data = from_frame(frame, source=runs, columns=parse_column_mapping(col or []),
                       required=required_roles(models), drop_invalid=drop_invalid)
     for line in data.dropped:
-        err_console.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
+        warn(line)
 
     holdout_split(data, holdout, holdout_by, min_tokens=min_tokens)  # split errors before the progress bar
 

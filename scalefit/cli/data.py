@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._output import console, emit_json, warn
+from ._output import console, emit_json, line, styled, warn
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and validate run tables.")
 
@@ -38,8 +38,8 @@ def check(
         data = load_runs(runs, columns=parse_column_mapping(col or []), required=required, drop_invalid=drop_invalid)
         if law_obj is not None:
             law_obj.check_identifiable(data)
-    for line in data.dropped:
-        warn(line)
+    for dropped in data.dropped:
+        warn(dropped)
     summary = {
         "file": runs,
         "rows": len(data),
@@ -65,4 +65,4 @@ def check(
         lo, hi = ranges.get(role, (None, None))
         table.add_row(role, column, f"{lo:.4g}" if lo is not None else "", f"{hi:.4g}" if hi is not None else "")
     console.print(table)
-    console.print("[green]ok[/green]" + (f": the columns law '{law_obj.name}' needs are present and valid" if law_obj else ""))
+    console.print(line(styled("ok", "green"), f": the columns law '{law_obj.name}' needs are present and valid" if law_obj else ""))

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._output import console, emit_json, fmt
+from ._output import console, emit_json, fmt, line, styled
 
 app = typer.Typer(no_args_is_help=True, help="List the available laws and show one in detail.")
 
@@ -57,10 +57,10 @@ def show(
         return
     from rich.table import Table
 
-    console.print(f"[bold]{law.name}[/bold]  ({law.kind} law, {law.origin})")
+    console.print(line(styled(law.name, "bold"), f"  ({law.kind} law, {law.origin})"))
     console.print(f"  {law.formula}")
     if law.citation:
-        console.print(f"  [dim]{law.citation}[/dim]")
+        console.print(line("  ", styled(law.citation, "dim")))
     console.print(f"  inputs: {', '.join(law.inputs)}  ->  {law.target}")
     table = Table(title="parameters")
     for col in ("name", "meaning", "bounds", "space", "starting grid", *law.reference):

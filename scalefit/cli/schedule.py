@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from ._output import console, emit_json, fmt, info, warn
+from ._output import console, emit_json, fmt, info, line, styled, warn
 
 app = typer.Typer(no_args_is_help=True, help="Predict, compare and optimise LR schedules with a curve law.")
 
@@ -244,7 +244,7 @@ def predict(
 def _print_predict(out: dict) -> None:
     from rich.table import Table
 
-    console.print(f"[bold]{out['law']}[/bold] from {out['source']}", highlight=False)
+    console.print(line(styled(out['law'], "bold"), f" from {out['source']}"), highlight=False)
     if "steps" in out:
         console.print(f"schedule {out['schedule']}", highlight=False, markup=False)
         steps, loss = out["steps"], out["loss"]
@@ -304,7 +304,7 @@ def compare(
         return
     from rich.table import Table
 
-    console.print(f"[bold]{p.law.name}[/bold] from {p.source}", highlight=False)
+    console.print(line(styled(p.law.name, "bold"), f" from {p.source}"), highlight=False)
     table = Table(title="predicted loss" + (f" at step {at}" if at is not None else " at the last step"))
     has_ci = any("low" in r for r in rows)
     for c in ("schedule", "steps", "loss", *((f"{p.ci:.0%} interval",) if has_ci else ()), "vs best",
@@ -418,7 +418,7 @@ def optimize(
         return
     from rich.table import Table
 
-    console.print(f"[bold]{p.law.name}[/bold] from {p.source}: peak {peak:g}, warm-up {W}, {T} steps, floor {floor:g}",
+    console.print(line(styled(p.law.name, "bold"), f" from {p.source}: peak {peak:g}, warm-up {W}, {T} steps, floor {floor:g}"),
                   highlight=False)
     table = Table(title="predicted final loss")
     table.add_column("schedule", overflow="fold")
