@@ -100,24 +100,33 @@ def _discover() -> dict[str, Law]:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = f"{ep.dist.name}=={ep.dist.version}" if ep.dist else "?"
             try:
-                loaded = ep.load()
-            except Exception as exc:
-                warnings.warn(f"law plugin '{ep.name}' ({dist}) failed to load: {exc}", stacklevel=2)
+                objs = _plugin_laws(ep, dist)
+            except Exception as exc:  # a broken plugin must not take every other law down with it
+                warnings.warn(f"law plugin '{ep.name}' ({dist}) was skipped: {type(exc).__name__}: {exc}; "
+                              f"fix or uninstall it, or set SCALEFIT_DISABLE_PLUGINS=1", stacklevel=2)
                 continue
-            objs = _laws_in_module(loaded) if isinstance(loaded, ModuleType) else [loaded]
             for obj in objs:
-                if isinstance(obj, type) and issubclass(obj, Law):
-                    obj = obj()
-                if not isinstance(obj, Law):
-                    warnings.warn(f"entry point '{ep.name}' ({dist}) is not a scalefit Law", stacklevel=2)
-                    continue
-                obj.origin = f"entrypoint:{dist}"
                 if obj.name in laws:
                     warnings.warn(f"law '{obj.name}' from {dist} is shadowed by {laws[obj.name].origin}", stacklevel=2)
                     continue
-                obj.validate()
                 laws[obj.name] = obj
     return laws
+
+
+def _plugin_laws(ep, dist: str) -> list[Law]:
+    """The validated laws one entry point provides (raises on anything broken)."""
+    loaded = ep.load()
+    objs = _laws_in_module(loaded) if isinstance(loaded, ModuleType) else [loaded]
+    out = []
+    for obj in objs:
+        if isinstance(obj, type) and issubclass(obj, Law):
+            obj = obj()
+        if not isinstance(obj, Law):
+            raise LawDefinitionError(f"entry point '{ep.name}' is not a scalefit Law")
+        obj.origin = f"entrypoint:{dist}"
+        obj.validate()
+        out.append(obj)
+    return out
 
 
 def all_laws() -> dict[str, Law]:
@@ -143,6 +152,9 @@ def get_law(name: str | Law, law_files: list[str] | tuple[str, ...] = ()) -> Law
     """A law by name (after loading ``law_files``); LawNotFoundError lists the known names."""
     if isinstance(name, Law):
         return name
+    if not isinstance(name, str) or not name.isidentifier():
+        # A name is looked up, never used as a path: a fit.json must not be able to import a file.
+        raise LawNotFoundError(f"unknown law {str(name)[:60]!r}: a law name is letters, digits and _ only")
     for path in law_files or ():
         register_file(path)
     if _cache is None and name not in _user:

@@ -10,11 +10,7 @@ exactly). Writes are atomic; an existing file is never overwritten unless asked.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import math
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +19,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .errors import DataError, ScalefitError
+from .errors import DataError
 from .law import Columns, Law
-
-SCHEMA = "scalefit.fit/1"
-_INLINE_DRAWS = 200_000  # values; larger draw sets go to a parquet file beside fit.json
 
 
 @dataclass(frozen=True)
@@ -267,6 +260,14 @@ class FitResult:
         elif interval != "confidence":
             raise DataError(f"interval '{interval}': use confidence or prediction")
         lo, hi = percentile_interval(samples, self.ci, value, self.stretch)
+        tol = 1e-9 * np.maximum(1.0, np.abs(value))
+        with np.errstate(invalid="ignore"):
+            outside = np.isfinite(value) & ((value < lo - tol) | (value > hi + tol))
+        if np.any(outside):
+            i = int(np.argmax(outside))
+            raise DataError(f"{self.meta.get('path') or 'this fit'}: its {self.ci:.0%} interval "
+                            f"[{lo[i]:.6g}, {hi[i]:.6g}] does not contain its estimate {value[i]:.6g}: the bootstrap "
+                            f"draws do not belong to this fit; refit")
         return Prediction(value, lo, hi, samples)
 
     def predict(self, data=None, interval: str = "confidence", **inputs) -> Prediction:
@@ -288,7 +289,7 @@ class FitResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": SCHEMA,
+            "schema": "scalefit.fit/1",
             "scalefit_version": __version__,
             "created": self.meta.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "law": {"name": self.law.name, "origin": self.law.origin, "source_hash": self.law.source_hash(),
@@ -307,125 +308,22 @@ class FitResult:
         }
 
     def save(self, path: str | Path, *, force: bool = False) -> Path:
-        """Write ``fit.json`` atomically (and a draws parquet file beside it when the draws are large).
+        """Write ``fit.json`` atomically (and a content-named draws parquet file beside it when the draws
+        are large; see :mod:`scalefit.fitfile`)."""
+        from .fitfile import write
 
-        The draws file is named after its contents (``fit.<hash>.draws.parquet``), so rewriting a fit never
-        changes a file that another fit.json -- a kept ``.prev`` baseline, say -- still points at. The draws
-        file of the fit.json being overwritten is removed unless another fit file in the folder points at it.
-        """
-        path = Path(path)
-        if path.exists() and not force:
-            raise ScalefitError(f"{path}: already exists; pass --force to overwrite it")
-        old_draws = _draws_file(path)
-        payload = self.to_dict()
-        draws_path = None
-        if self.draws is not None:
-            if self.draws.size <= _INLINE_DRAWS:
-                payload["draws"] = self.draws.tolist()
-            else:
-                digest = hashlib.sha256(np.ascontiguousarray(self.draws, dtype=float).tobytes()).hexdigest()[:12]
-                draws_path = path.with_name(f"{path.stem}.{digest}.draws.parquet")
-                payload["draws"] = {"file": draws_path.name, "shape": list(self.draws.shape)}
-        payload["checksum"] = _checksum(payload)
-        if draws_path is not None:
-            import pandas as pd
-
-            _atomic_write(draws_path, lambda fh: pd.DataFrame(self.draws, columns=self.param_names).to_parquet(fh),
-                          binary=True)
-        _atomic_write(path, lambda fh: fh.write(json.dumps(json_safe(payload), indent=1, allow_nan=False)))
-        if old_draws is not None and old_draws != draws_path and old_draws.exists() and not _shared(old_draws, path):
-            old_draws.unlink()
-        return path
+        return write(path, self.to_dict(), self.draws, self.param_names, force=force)
 
     def __repr__(self) -> str:
         body = ", ".join(f"{n}={e.value:.5g}" for n, e in self.params.items())
         return f"<FitResult {self.law.name}: {body}; objective={self.objective:.6g}>"
 
 
-def json_safe(value: Any) -> Any:
-    """numpy and other values -> plain JSON types; NaN/inf -> null (strict JSON has neither).
-
-    One conversion for fit.json, its checksum and every ``--json`` output.
-    """
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [json_safe(v) for v in value.tolist()]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
-def _checksum(payload: dict) -> str:
-    body = {k: v for k, v in payload.items() if k != "checksum"}
-    text = json.dumps(json_safe(body), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _draws_file(path: Path) -> Path | None:
-    """The external draws file an existing fit.json points at (None: no such fit, or draws inline)."""
-    try:
-        draws = json.loads(path.read_text(encoding="utf-8")).get("draws")
-    except (OSError, ValueError, AttributeError):
-        return None
-    name = draws.get("file") if isinstance(draws, dict) else None
-    # Only a file this fit.json's own name produced: never one a copied fit.json shares, never another folder.
-    if isinstance(name, str) and Path(name).name == name and name.startswith(f"{path.stem}.") and name.endswith(".draws.parquet"):
-        return path.with_name(name)
-    return None
-
-
-def _shared(draws_file: Path, owner: Path) -> bool:
-    """Does another fit file in the folder (a copy, a kept .prev baseline) still point at ``draws_file``?"""
-    needle = json.dumps(draws_file.name).encode()
-    for other in owner.parent.iterdir():
-        if other == owner or other.suffix not in (".json", ".prev") or not other.is_file():
-            continue
-        try:
-            if other.stat().st_size < 64 * 2**20 and needle in other.read_bytes():
-                return True
-        except OSError:
-            return True  # unreadable: assume it may need the file
-    return False
-
-
-def _atomic_write(path: Path, writer, binary: bool = False) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
-            writer(fh)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a fit.json is shared like any output file
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_text(path: str | Path, text: str, *, force: bool = False) -> Path:
-    """Shared by every command that writes a file: atomic, and no silent overwrite."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise ScalefitError(f"{path}: already exists; pass --force to overwrite it")
-    _atomic_write(path, lambda fh: fh.write(text))
-    return path
+    """Deprecated alias of :func:`scalefit._io.atomic_write` (kept while callers move)."""
+    from ._io import atomic_write
+
+    return atomic_write(path, text, force=force)
 
 
 def _asymptotic_stderr(problem, u_hat: np.ndarray) -> np.ndarray | None:
@@ -454,51 +352,35 @@ def _asymptotic_stderr(problem, u_hat: np.ndarray) -> np.ndarray | None:
 
 # ---------------------------------------------------------------------- loading
 def load_fit(path: str | Path, law_files: list[str] | tuple[str, ...] = ()) -> FitResult:
-    """Read ``fit.json``; the law is looked up by name (``law_files`` are loaded first)."""
+    """Read ``fit.json`` as untrusted input (see :mod:`scalefit.fitfile`); the law is looked up by name in
+    the registry (``law_files`` are loaded first) and never imported from a path the file names."""
+    from . import fitfile
     from .registry import get_law
 
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such fit file")
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a valid fit.json ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
-        found = payload.get("schema") if isinstance(payload, dict) else None
-        raise DataError(f"{path}: not a scalefit fit file (schema {found!r}, expected {SCHEMA!r})")
-    try:
-        law = get_law(payload["law"]["name"], law_files)
-        if payload["law"].get("options"):
-            law = law.with_options(**payload["law"]["options"])
-        names = list(payload["param_names"])
-        theta = np.array(payload["theta"], dtype=float)
-        params = {n: Estimate(**payload["params"][n]) for n in names}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path}: malformed fit file (missing or bad field {exc})") from None
-    if names != law.param_names:
-        raise DataError(f"{path}: parameters {names} do not match law '{law.name}' ({law.param_names}); "
-                        f"the law changed since this fit was written: refit")
-    if payload.get("checksum") and payload["checksum"] != _checksum(payload):
+    payload = fitfile.read_payload(path)
+    law = get_law(fitfile.law_name(path, payload), law_files)
+    options = fitfile.law_options(path, payload)
+    if options:
+        law = law.with_options(**options)
+    status = fitfile.checksum_status(payload)
+    if status == "mismatch":
         warnings.warn(f"{path}: contents changed after scalefit wrote it (checksum mismatch); "
                       f"numbers may have been edited by hand", stacklevel=2)
-    if payload["law"].get("source_hash") and payload["law"]["source_hash"] != law.source_hash():
+    elif status == "missing":
+        warnings.warn(f"{path}: has no checksum, so scalefit cannot tell whether it was edited by hand", stacklevel=2)
+    recorded_hash = payload["law"].get("source_hash")
+    if isinstance(recorded_hash, str) and recorded_hash != law.source_hash():
         warnings.warn(f"{path}: law '{law.name}' has changed since this fit was made (source hash "
-                      f"{payload['law']['source_hash']} vs {law.source_hash()}); consider refitting", stacklevel=2)
-    draws = payload.get("draws")
-    if isinstance(draws, dict):
-        import pandas as pd
-
-        draws_file = path.with_name(draws["file"])
-        if not draws_file.exists():
-            raise DataError(f"{path}: its bootstrap draws file {draws_file} is missing")
-        draws = pd.read_parquet(draws_file)[names].to_numpy()
-    elif draws is not None:
-        draws = np.array(draws, dtype=float)
+                      f"{recorded_hash[:16]} vs {law.source_hash()}); consider refitting", stacklevel=2)
+    v = fitfile.parse(path, payload, law)
+    params = {n: Estimate(**v["params"][n]) for n in v["names"]}
+    created = payload.get("created")
     return FitResult(
-        law, theta, params, objective=payload["objective"], n_runs=payload["n_runs"],
-        n_points=payload.get("n_points", payload["n_runs"]), diagnostics=payload.get("diagnostics", {}),
-        settings=payload.get("settings", {}), data_info=payload.get("data", {}), units=payload.get("units", {}),
-        draws=draws, timings=payload.get("timings", {}), meta={"created": payload.get("created"), "path": str(path),
-                                                     "law_source_hash": payload["law"].get("source_hash")},
+        law, v["theta"], params, objective=v["objective"], n_runs=v["n_runs"], n_points=v["n_points"],
+        diagnostics=v["diagnostics"], settings=v["settings"], data_info=v["data_info"], units=v["units"],
+        draws=v["draws"], timings=v["timings"],
+        meta={"created": created if isinstance(created, str) else None, "path": str(path),
+              "law_source_hash": recorded_hash if isinstance(recorded_hash, str) else None,
+              "checksum": status},
     )

@@ -1,0 +1,306 @@
+"""The ``fit.json`` format: writing it, and reading it back as untrusted input.
+
+A fit.json may come from anywhere (a colleague, a CI artefact, a pull request), so reading one never runs
+code and never reaches outside its folder:
+
+* the law is named, never located: the name must be an identifier known to the registry;
+* every field is type- and range-checked (finite numbers, parameters inside the law's bounds, intervals
+  that contain their estimate) and a bad one is a one-line error naming the field;
+* large bootstrap draws live beside it in ``<stem>.<sha256[:12]>.draws.parquet``: a plain regular file in
+  the same folder (no path, no symlink), whose columns, shape and content hash must match the record.
+
+The checksum is an integrity check -- it catches hand edits and damaged copies, not a determined forger
+(anyone can recompute it). It covers what a fit *says* (law, data, settings, parameters, draws), not when
+or how fast it ran, so two identical fits get the same checksum whatever ``--jobs`` or backend they used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io import atomic_write, check_input_file, json_safe, read_json
+from .errors import DataError
+
+SCHEMA = "scalefit.fit/1"
+INLINE_DRAWS = 200_000  # values; larger draw sets go to a parquet file beside fit.json
+_DRAWS_NAME = re.compile(r"^[^/\\\x00]+\.([0-9a-f]{12})\.draws\.parquet$")
+_VOLATILE_SETTINGS = ("jobs", "backend")  # how the work was spread, not what it found
+
+
+# ---------------------------------------------------------------------- checksum
+def checksum(payload: dict) -> str:
+    """Hash of what the fit says: everything but the checksum, creation time, timings and parallelism."""
+    body = {k: v for k, v in payload.items() if k not in ("checksum", "created", "timings")}
+    if isinstance(body.get("settings"), dict):
+        body["settings"] = {k: v for k, v in body["settings"].items() if k not in _VOLATILE_SETTINGS}
+    return _digest(body)
+
+
+def _digest(body: dict) -> str:
+    return hashlib.sha256(json.dumps(json_safe(body), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def checksum_status(payload: dict) -> str:
+    """``ok``, ``missing`` or ``mismatch`` (files written before 0.1 hashed every field: still accepted)."""
+    recorded = payload.get("checksum")
+    if not recorded:
+        return "missing"
+    legacy = _digest({k: v for k, v in payload.items() if k != "checksum"})
+    return "ok" if recorded in (checksum(payload), legacy) else "mismatch"
+
+
+def draws_digest(draws: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(draws, dtype=float).tobytes()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------- writing
+def write(path: str | Path, payload: dict, draws: np.ndarray | None, names: list[str], *, force: bool) -> Path:
+    """Write ``payload`` (plus draws) as fit.json atomically; large draws go to a content-named file.
+
+    A draws file is never deleted or rewritten: it is named by its contents, so a kept baseline, a backup
+    copy or another fit.json that points at one keeps loading.
+    """
+    path = Path(path)
+    if path.name.endswith(".draws.parquet"):
+        raise DataError(f"{path}: that name is reserved for bootstrap draws files; name the fit .json")
+    payload = dict(payload)
+    draws_path = None
+    if draws is not None:
+        if draws.size <= INLINE_DRAWS:
+            payload["draws"] = draws.tolist()
+        else:
+            digest = draws_digest(draws)
+            draws_path = path.with_name(f"{path.stem}.{digest}.draws.parquet")
+            payload["draws"] = {"file": draws_path.name, "shape": list(draws.shape), "sha256": digest}
+    payload["checksum"] = checksum(payload)
+    text = json.dumps(json_safe(payload), indent=1, allow_nan=False)
+    if draws_path is not None and not _same_draws(draws_path, digest):
+        import pandas as pd
+
+        frame = pd.DataFrame(draws, columns=names)
+        atomic_write(draws_path, lambda fh: frame.to_parquet(fh), force=True, binary=True)
+    return atomic_write(path, text, force=force)
+
+
+def _same_draws(path: Path, digest: str) -> bool:
+    """An identical draws file is already there (a refit with the same seed): leave it as it is."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode) and draws_digest(_read_draws_file(path, None)) == digest
+    except (OSError, DataError, ValueError, KeyError):
+        return False
+
+
+# ---------------------------------------------------------------------- reading
+def read_payload(path: str | Path) -> dict:
+    """The JSON object of a fit file (size-limited, regular file), with its schema checked."""
+    check_input_file(path, "fit file", "fit_json_bytes")
+    payload = read_json(path, "fit.json")
+    if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
+        found = payload.get("schema") if isinstance(payload, dict) else None
+        raise DataError(f"{path}: not a scalefit fit file (schema {str(found)[:40]!r}, expected {SCHEMA!r})")
+    return payload
+
+
+def law_name(path, payload: dict) -> str:
+    """The recorded law name: an identifier looked up in the registry, never a path."""
+    law = payload.get("law")
+    name = law.get("name") if isinstance(law, dict) else None
+    if not isinstance(name, str) or not name.isidentifier():
+        raise DataError(f"{path}: field law.name must be a law name (an identifier); got {str(name)[:60]!r}")
+    return name
+
+
+def law_options(path, payload: dict) -> dict:
+    options = payload["law"].get("options") or {}
+    if not isinstance(options, dict) or not all(
+            isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in options.items()):
+        raise DataError(f"{path}: field law.options must map option names to plain values")
+    return options
+
+
+class _Fields:
+    """Typed access to a payload; every failure names the field."""
+
+    def __init__(self, path, payload: dict):
+        self.path, self.payload = path, payload
+
+    def fail(self, field: str, expected: str, got: Any) -> DataError:
+        shown = json.dumps(json_safe(got))[:60] if _jsonable(got) else type(got).__name__
+        return DataError(f"{self.path}: malformed fit file: field {field} must be {expected}; got {shown}")
+
+    def number(self, value: Any, field: str, *, lo: float = -math.inf, hi: float = math.inf,
+               optional: bool = False) -> float | None:
+        if value is None and optional:
+            return None
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and lo <= value <= hi
+        if not ok:
+            what = "a finite number" + (f" in [{lo:g}, {hi:g}]" if math.isfinite(lo) or math.isfinite(hi) else "")
+            raise self.fail(field, what + (" or null" if optional else ""), value)
+        return float(value)
+
+    def integer(self, value: Any, field: str, *, lo: int = 0) -> int:
+        if not (isinstance(value, int) and not isinstance(value, bool) and lo <= value < 2**53):
+            raise self.fail(field, f"an integer >= {lo}", value)
+        return value
+
+    def mapping(self, key: str, *, optional: bool = True) -> dict:
+        value = self.payload.get(key, {} if optional else None)
+        if value is None and optional:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, "an object", value)
+        return value
+
+
+def _jsonable(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool, list, dict))
+
+
+def _within(value: float, bounds: tuple[float, float]) -> bool:
+    lo, hi = bounds
+    tol = 1e-9 * max(1.0, abs(lo), abs(hi))
+    return lo - tol <= value <= hi + tol
+
+
+def parse(path: str | Path, payload: dict, law) -> dict:
+    """Validate every field the library uses; return clean values for :class:`scalefit.result.FitResult`."""
+    path = Path(path)
+    f = _Fields(path, payload)
+    names = payload.get("param_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise f.fail("param_names", "a list of parameter names", names)
+    if names != law.param_names:
+        raise DataError(f"{path}: parameters {[n[:20] for n in names[:12]]} do not match law '{law.name}' "
+                        f"({law.param_names}); the law changed since this fit was written: refit")
+    p = len(names)
+    raw_theta = payload.get("theta")
+    if not isinstance(raw_theta, list) or len(raw_theta) != p:
+        raise f.fail("theta", f"a list of {p} numbers", raw_theta)
+    theta = np.array([f.number(v, f"theta[{i}]") for i, v in enumerate(raw_theta)])
+    for name, value in zip(names, theta):
+        if not _within(value, law.params[name].bounds):
+            lo, hi = law.params[name].bounds
+            raise DataError(f"{path}: parameter {name} = {value:g} is outside the law's bounds [{lo:g}, {hi:g}]")
+
+    raw_params = f.mapping("params", optional=False)
+    params = {}
+    for i, name in enumerate(names):
+        e = raw_params.get(name)
+        where = f"params.{name}"
+        if not isinstance(e, dict) or set(e) - {"value", "stderr", "low", "high", "at_bound", "status"}:
+            raise f.fail(where, "an object with value, stderr, low, high, at_bound, status", e)
+        value = f.number(e.get("value"), f"{where}.value")
+        low = f.number(e.get("low"), f"{where}.low", optional=True)
+        high = f.number(e.get("high"), f"{where}.high", optional=True)
+        tol = 1e-9 * max(1.0, abs(value))
+        if (low is not None and low > value + tol) or (high is not None and high < value - tol):
+            raise DataError(f"{path}: the interval [{low}, {high}] of {name} does not contain its estimate {value:g}")
+        status = e.get("status", "free")
+        if not (isinstance(status, str) and (status in ("free", "fixed", "translated") or
+                                             (status.startswith("tied:") and status[5:] in names))):
+            raise f.fail(f"{where}.status", "free, fixed, translated or tied:<parameter>", status)
+        if not isinstance(e.get("at_bound", False), bool):
+            raise f.fail(f"{where}.at_bound", "true or false", e.get("at_bound"))
+        params[name] = {"value": value, "stderr": f.number(e.get("stderr"), f"{where}.stderr", lo=0, optional=True),
+                        "low": low, "high": high, "at_bound": e.get("at_bound", False), "status": status}
+
+    settings = f.mapping("settings")
+    f.number(settings.get("ci", 0.95), "settings.ci", lo=1e-6, hi=1 - 1e-9)
+    f.number(settings.get("stretch"), "settings.stretch", lo=1.0, hi=1e3, optional=True)
+    diagnostics = f.mapping("diagnostics")
+    f.number(diagnostics.get("residual_scale_log"), "diagnostics.residual_scale_log", lo=0.0, hi=10.0, optional=True)
+    warns = diagnostics.get("warnings", [])
+    if not isinstance(warns, list) or not all(isinstance(w, str) for w in warns):
+        raise f.fail("diagnostics.warnings", "a list of strings", warns)
+    if not isinstance(diagnostics.get("success", True), bool):
+        raise f.fail("diagnostics.success", "true or false", diagnostics.get("success"))
+    units = f.mapping("units")
+    if not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in units.items()):
+        raise f.fail("units", "an object of strings", units)
+    n_runs = f.integer(payload.get("n_runs"), "n_runs", lo=1)
+    n_points = f.integer(payload.get("n_points", n_runs), "n_points", lo=1)
+    objective = f.number(payload.get("objective"), "objective", lo=0.0)
+    return {
+        "names": names, "theta": theta, "params": params, "objective": objective, "n_runs": n_runs,
+        "n_points": n_points, "diagnostics": diagnostics, "settings": settings, "units": units,
+        "data_info": f.mapping("data"), "timings": f.mapping("timings"),
+        "draws": _draws(f, payload.get("draws"), names, law),
+    }
+
+
+def _draws(f: _Fields, raw: Any, names: list[str], law) -> np.ndarray | None:
+    path = f.path
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        draws = _external_draws(f, raw, names)
+    elif isinstance(raw, list):
+        if not all(isinstance(row, list) and len(row) == len(names) for row in raw):
+            raise f.fail("draws", f"a list of rows of {len(names)} numbers", raw[:1])
+        try:
+            draws = np.array(raw, dtype=float).reshape(len(raw), len(names))
+        except (TypeError, ValueError):
+            raise f.fail("draws", "numbers", raw[:1]) from None
+    else:
+        raise f.fail("draws", "a list of rows or a draws-file record", raw)
+    if not np.all(np.isfinite(draws)):
+        raise DataError(f"{path}: the bootstrap draws hold non-finite values")
+    for j, name in enumerate(names):
+        lo, hi = law.params[name].bounds
+        if draws.size and not (_within(draws[:, j].min(), (lo, hi)) and _within(draws[:, j].max(), (lo, hi))):
+            raise DataError(f"{path}: bootstrap draws of {name} leave the law's bounds [{lo:g}, {hi:g}]")
+    return draws
+
+
+def _external_draws(f: _Fields, raw: dict, names: list[str]) -> np.ndarray:
+    path = f.path
+    name, shape = raw.get("file"), raw.get("shape")
+    match = _DRAWS_NAME.match(name) if isinstance(name, str) else None
+    if match is None or Path(name).name != name or name.startswith("."):
+        raise f.fail("draws.file", "the name of a draws file (<stem>.<hash>.draws.parquet) in the same folder", name)
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(s, int) and not isinstance(s, bool)
+                                                                 for s in shape) and shape[1] == len(names)):
+        raise f.fail("draws.shape", f"[draws, {len(names)}]", shape)
+    digest = raw.get("sha256", match.group(1))
+    if digest != match.group(1):
+        raise DataError(f"{path}: field draws.sha256 does not match the draws file name {name}")
+    file = path.with_name(name)
+    try:
+        mode = os.lstat(file).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: its bootstrap draws file {file} is missing") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: its bootstrap draws file {file} is not a regular file (a link or other): "
+                        f"refusing to follow it")
+    draws = _read_draws_file(file, names)
+    if list(draws.shape) != shape:
+        raise DataError(f"{path}: its draws file {name} holds {list(draws.shape)} values; the fit records {shape}")
+    if draws_digest(draws) != digest:
+        raise DataError(f"{path}: its draws file {name} does not match its recorded hash (changed or replaced)")
+    return draws
+
+
+def _read_draws_file(file: Path, names: list[str] | None) -> np.ndarray:
+    import pandas as pd
+
+    check_input_file(file, "draws file")
+    try:
+        frame = pd.read_parquet(file)
+    except Exception as exc:  # pyarrow raises many kinds for a damaged file
+        raise DataError(f"{file}: not a readable draws file ({type(exc).__name__})") from None
+    if names is not None and list(frame.columns) != names:
+        raise DataError(f"{file}: draws columns {[str(c)[:20] for c in frame.columns[:12]]} are not the fit's "
+                        f"parameters {names}")
+    try:
+        return frame.to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(f"{file}: draws are not all numbers") from None
