@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import shutil
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -240,16 +240,24 @@ def compare(new, baseline, *, at: Iterable[str | Mapping[str, float]] = (), tol:
 def update_baseline(new_path: str | Path, baseline_path: str | Path) -> Path | None:
     """Make ``new_path`` the baseline, atomically; the old baseline is kept as ``<name>.<UTC time>.prev``.
 
+    A new fit is promoted only when it loads and its checksum holds (an edited fit is never re-signed).
+    Concurrent updates of one baseline are serialised by a lock, and each keeps its predecessor under a
+    name of its own (created exclusively, never through a planted link), so no version is lost.
     Returns the path of the kept copy (None when there was no baseline yet).
     """
+    from ._io import keep_copy, locked
     from .result import load_fit
 
     new = load_fit(new_path)  # never install a file that does not load
+    status = new.meta.get("checksum")
+    if status != "ok":
+        raise DataError(f"{new_path}: its checksum is {status}: the numbers may have been edited by hand; "
+                        f"refusing to make it the baseline (refit to get a clean file)")
     baseline_path = Path(baseline_path)
-    kept = None
-    if baseline_path.exists():
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        kept = baseline_path.with_name(f"{baseline_path.name}.{stamp}.prev")
-        shutil.copy2(baseline_path, kept)
-    new.save(baseline_path, force=True)  # the kept copy keeps reading the old draws file (save leaves it)
+    with locked(baseline_path):
+        kept = None
+        if os.path.lexists(baseline_path):
+            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            kept = keep_copy(baseline_path, stamp)
+        new.save(baseline_path, force=True)  # the kept copy keeps reading its own draws file (never deleted)
     return kept

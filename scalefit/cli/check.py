@@ -24,10 +24,11 @@ def check_command(
     """Compare a fit with a baseline: exit 0 within tolerance, 1 on drift, 2 when they cannot be compared."""
     from pathlib import Path
 
+    from .._io import atomic_write
     from ..check import compare, parse_tolerances, update_baseline
     from ..errors import CheckFailed, DataError
     from ..registry import register_file
-    from ..result import atomic_write_text, load_fit
+    from ..result import load_fit
 
     for path in law_file or []:
         register_file(path)
@@ -44,7 +45,8 @@ def check_command(
     report = compare(load_fit(fit_path), load_fit(baseline), at=at or [],
                      tol=parse_tolerances(tol, "--tol"), rtol=parse_tolerances(rtol, "--rtol"), rule=rule)
     if junit:
-        atomic_write_text(junit, report.to_junit(f"scalefit check {fit_path} vs {baseline}"), force=True)
+        _refuse_clobber(junit, fit_path, baseline)
+        atomic_write(junit, report.to_junit(f"scalefit check {fit_path} vs {baseline}"), force=True, flag="another --junit path")
     if json_out:
         emit_json(report.to_dict())
     else:
@@ -73,3 +75,20 @@ def _print(report) -> None:
         verdict = styled("ok", "green") if r.ok else styled("DRIFT", "bold red")
         table.add_row(r.name, fmt(r.baseline, 6), fmt(r.new, 6), f"{r.change:+.3g}{rel}", r.allowed, verdict)
     console.print(table)
+
+
+def _refuse_clobber(junit: str, *inputs: str) -> None:
+    """--junit replaces its report each run, but never an input or a file that is not a JUnit report."""
+    import os
+    from pathlib import Path
+
+    from ..errors import DataError
+
+    path = Path(junit)
+    if any(os.path.lexists(p) and path.exists() and path.resolve() == Path(p).resolve() for p in inputs):
+        raise DataError(f"--junit {junit}: that is one of the fits being compared; name another file")
+    if path.is_file():
+        with open(path, "rb") as fh:
+            head = fh.read(64).lstrip()
+        if not head.startswith(b"<?xml") and not head.startswith(b"<testsuite"):
+            raise DataError(f"--junit {junit}: exists and is not a JUnit report; refusing to replace it")
