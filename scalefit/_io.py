@@ -114,6 +114,23 @@ def refuse_overwrite(path: str | Path, force: bool, flag: str = "--force") -> Pa
     return path
 
 
+def check_outputs(outputs: dict[str, str | Path | None], inputs=(), *, force: bool = False) -> None:
+    """Pre-flight for a command's output files (``{"--out": path, "--plot": path}``): each writable, no two
+    the same file, and none of them one of the command's ``inputs`` (even with ``force``)."""
+    seen: dict[Path, str] = {}
+    sources = {Path(p).resolve(): p for p in inputs if p is not None and os.path.lexists(p)}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        refuse_overwrite(path, force)
+        key = Path(path).resolve()
+        if key in sources:
+            raise DataError(f"{flag} {path}: that is an input of this command; name another file")
+        if key in seen:
+            raise DataError(f"{flag} {path}: the same file as {seen[key]}; name another file")
+        seen[key] = flag
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -25,21 +25,42 @@ def _pyplot():
     return plt
 
 
-def _check_path(path: str | Path) -> Path:
+def check_plot_path(path: str | Path, force: bool = False) -> Path:
+    """Before any work: a figure file name (.png/.pdf/.svg/.jpg) that may be written (see refuse_overwrite)."""
+    from ._io import refuse_overwrite
+
     path = Path(path)
     if path.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
         raise DataError(f"--plot {path}: use a .png, .pdf or .svg file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return refuse_overwrite(path, force)
 
 
-def plot_fit(result, data, path: str | Path) -> Path:
+def _save(plt, fig, path: Path, force: bool) -> Path:
+    """Render into memory, then write through the one atomic writer (no partial or clobbered figures)."""
+    import io
+
+    from ._io import atomic_write
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format=path.suffix.lower().lstrip(".").replace("jpg", "jpeg"))
+    finally:
+        plt.close(fig)
+    return atomic_write(path, buffer.getvalue(), force=force)
+
+
+def _label(text) -> str:
+    """A user's run name as literal plot text: '$' would start matplotlib math mode (and can crash it)."""
+    return str(text).replace("$", r"\$")
+
+
+def plot_fit(result, data, path: str | Path, *, force: bool = False) -> Path:
     """Loss vs compute (log-log): observed runs coloured by model size, the fitted law along each size
     with its bootstrap band, the compute-optimal frontier, and the fitted range marked."""
     law = result.law
     if law.kind == "curve":
-        return plot_curves(law, result.theta, data, path)
-    path = _check_path(path)
+        return plot_curves(law, result.theta, data, path, force=force)
+    path = check_plot_path(path, force)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     if law.kind != "point" or not {"params", "tokens"} <= set(law.inputs):
@@ -52,9 +73,7 @@ def plot_fit(result, data, path: str | Path) -> Path:
         ax.set_xlabel(f"observed {law.target}")
         ax.set_ylabel(f"predicted {law.target}")
         ax.set_title(f"{law.name}: {law.formula}", fontsize=9)
-        fig.savefig(path)
-        plt.close(fig)
-        return path
+        return _save(plt, fig, path, force)
 
     n = data.column("params")
     d = data.column("tokens")
@@ -103,19 +122,17 @@ def plot_fit(result, data, path: str | Path) -> Path:
     cb = fig.colorbar(sc, ax=ax, pad=0.02)
     cb.set_label("log10 parameters")
     ax.legend(frameon=False, fontsize=8, loc="upper right")
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, force)
 
 
 # ------------------------------------------------------------------ loss curves and LR schedules
 def plot_schedules(law, theta, schedules: Mapping[str, np.ndarray], path, *, title: str = "",
-                   every: int | None = None, highlight: str | None = None):
+                   every: int | None = None, highlight: str | None = None, force: bool = False):
     """Two panels: the LR schedules (top) and the law's predicted loss curves (bottom), final losses
     in the legend. ``highlight`` draws one schedule (e.g. the optimised one) thicker, in black."""
     from .schedule import as_lr, prediction_steps
 
-    path = _check_path(path)
+    path = check_plot_path(path, force)
     plt = _pyplot()
     fig, (ax_lr, ax_loss) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True, gridspec_kw={"height_ratios": [1, 1.6]})
     ylo, yhi = np.inf, -np.inf
@@ -126,7 +143,7 @@ def plot_schedules(law, theta, schedules: Mapping[str, np.ndarray], path, *, tit
         loss = law.curve(np.asarray(theta, float)[None], eta, steps)[0]
         style = dict(color="k", lw=2.0, zorder=5) if name == highlight else dict(color=f"C{i}", lw=1.3)
         ax_lr.plot(np.arange(eta.size), eta, **style)
-        ax_loss.plot(steps, loss, label=f"{name}  (final {loss[-1]:.4f})", **style)
+        ax_loss.plot(steps, loss, label=f"{_label(name)}  (final {loss[-1]:.4f})", **style)
         tail = loss[len(loss) // 3 :]
         ylo, yhi = min(ylo, tail.min()), max(yhi, tail.max())
     ax_lr.set_ylabel("learning rate")
@@ -138,17 +155,15 @@ def plot_schedules(law, theta, schedules: Mapping[str, np.ndarray], path, *, tit
     ax_loss.legend(fontsize=8, loc="upper right")
     ax_lr.set_title(title or f"{law.name}: predicted loss under each schedule", fontsize=10)
     fig.align_ylabels()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, force)
 
 
-def plot_curves(law, theta, data, path, *, holdout=(), title: str = ""):
+def plot_curves(law, theta, data, path, *, holdout=(), title: str = "", force: bool = False):
     """Observed loss curves (points) against the law's prediction (lines), one colour per run; runs in
     ``holdout`` (not used for fitting) are drawn with open markers and dashed lines."""
     from .schedule import prediction_steps
 
-    path = _check_path(path)
+    path = check_plot_path(path, force)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     holdout = set(holdout)
@@ -163,15 +178,13 @@ def plot_curves(law, theta, data, path, *, holdout=(), title: str = ""):
         held = run in holdout
         c = f"C{i % 10}"
         ax.plot(steps[m], y[m], "o", ms=2.5, color=c, mfc="none" if held else c, alpha=0.7)
-        ax.plot(grid, pred, "--" if held else "-", color=c, lw=1.2, label=f"{run}{' (held out)' if held else ''}")
+        ax.plot(grid, pred, "--" if held else "-", color=c, lw=1.2, label=f"{_label(run)}{' (held out)' if held else ''}")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     lo, hi = np.percentile(y, [0, 90])
     ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(title or f"{law.name}: observed (points) vs predicted (lines)", fontsize=10)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, force)
 
 

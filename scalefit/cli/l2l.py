@@ -9,32 +9,6 @@ import typer
 from ._output import console, emit_json, err_console, fmt
 
 
-def _write_table(frame, out: str, force: bool) -> None:
-    import os
-    import tempfile
-    from pathlib import Path
-
-    from ..errors import DataError
-
-    path = Path(out)
-    if path.exists() and not force:
-        raise DataError(f"{path}: already exists; pass --force to overwrite")
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".pq", ".csv"):
-        raise DataError(f"--out {path}: use a .parquet or .csv file name")
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=suffix)
-    os.close(fd)
-    try:
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def pair(
     runs: str = typer.Argument(..., help="Runs table: one row per model, losses as columns."),
     x_loss: str = typer.Option(..., "--x-loss", help="Source loss column (e.g. val_loss)."),
@@ -60,8 +34,7 @@ def pair(
     Same training set and two loss columns: train-to-test. Two training sets: runs joined on --by
     (params and tokens): train-to-train on val_loss, test-to-test on a shared test column.
     """
-    from pathlib import Path
-
+    from .._io import check_outputs, write_table
     from ..data import read_table
     from ..errors import DataError
     from ..l2l import fit_pairing
@@ -70,9 +43,7 @@ def pair(
 
     if not out and not fit_out:
         raise DataError("pair: give --out pairs.parquet (the paired table), --fit l2l.json (the fit), or both")
-    for path in (out, fit_out):
-        if path and Path(path).exists() and not force:
-            raise DataError(f"{path}: already exists; pass --force to overwrite")
+    check_outputs({"--out": out, "--fit": fit_out}, [runs], force=force)
     given = parse_assignments(set_)
     unknown = set(given) - {"E_x", "E_y"}
     if unknown:
@@ -83,7 +54,7 @@ def pair(
                        keys=keys, x_name=x_name, y_name=y_name, source=runs)
     xn, yn = pairs.columns[len(keys)], pairs.columns[len(keys) + 1]
     if out:
-        _write_table(pairs, out, force)
+        write_table(pairs, out, force=force)
     summary = {"out": out, "n_pairs": len(pairs), "x": xn, "y": yn}
     if fit_out:
         res = fit_pairing(frame, x_loss=x_loss, y_loss=y_loss, x_data=x_data, y_data=y_data, data_col=data_col,
@@ -116,9 +87,11 @@ def translate(
 ):
     """Translate a scaling law to another training set: alpha' = kappa alpha, beta' = kappa beta,
     A' = A K^(1/(kappa alpha)), B' = B K^(1/(kappa beta)), E' = E_y."""
+    from .._io import check_outputs
     from ..l2l import translate_fit
     from ..result import load_fit
 
+    check_outputs({"--out": out}, [source, via], force=force)
     result = translate_fit(load_fit(source), load_fit(via))
     if out:
         result.save(out, force=force)
