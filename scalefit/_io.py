@@ -213,9 +213,11 @@ def write_table(frame, path: str | Path, *, force: bool = False) -> Path:
         raise DataError(f"{path}: use a .parquet or .csv file name")
     if suffix == ".csv":
         safe = frame.copy()
+        from pandas.api.types import is_numeric_dtype
+
         for column in safe.columns:
-            if safe[column].dtype == object:
-                safe[column] = safe[column].map(_defuse_cell)
+            if not is_numeric_dtype(safe[column]):
+                safe[column] = safe[column].astype(object).map(_defuse_cell)
         safe.columns = [_defuse_cell(str(c)) for c in safe.columns]
         return atomic_write(path, safe.to_csv(index=False), force=force)
     return atomic_write(path, lambda fh: frame.to_parquet(fh, index=False), force=force, binary=True)

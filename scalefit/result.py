@@ -68,6 +68,27 @@ def percentile_interval(samples: np.ndarray, ci: float, center=None, stretch: fl
     return np.fmin(lo, lo_s), np.fmax(hi, hi_s)
 
 
+def check_contains(value, lo, hi, where: str) -> None:
+    """An interval must hold its own estimate. Far outside (by more than the interval's width) means the
+    draws are not this fit's: an error. Just outside can be honest -- a percentile interval of a parameter
+    at a bound -- so it is said in a warning rather than printed silently."""
+    value, lo, hi = (np.atleast_1d(np.asarray(x, dtype=float)) for x in (value, lo, hi))
+    with np.errstate(invalid="ignore"):
+        miss = np.fmax(lo - value, value - hi)
+        tol = 1e-9 * np.maximum(1.0, np.abs(value))
+        far = np.isfinite(value) & (miss > np.fmax(hi - lo, 0) + tol)
+        near = np.isfinite(value) & (miss > tol) & ~far
+    if np.any(far):
+        i = int(np.argmax(far))
+        raise DataError(f"{where}: the interval [{lo[i]:.6g}, {hi[i]:.6g}] does not contain its estimate "
+                        f"{value[i]:.6g}: the bootstrap draws do not belong to this fit; refit")
+    if np.any(near):
+        i = int(np.argmax(near))
+        warnings.warn(f"{where}: the estimate {value[i]:.6g} lies outside its own interval [{lo[i]:.6g}, "
+                      f"{hi[i]:.6g}] (a parameter at a bound skews the bootstrap); read the interval with care",
+                      stacklevel=3)
+
+
 def residual_scale(r: np.ndarray, n_free: int) -> float:
     """1.4826 MAD of the log residuals times sqrt(n/(n-q)): a noise scale that outliers do not inflate."""
     r = np.asarray(r, dtype=float)
@@ -260,14 +281,7 @@ class FitResult:
         elif interval != "confidence":
             raise DataError(f"interval '{interval}': use confidence or prediction")
         lo, hi = percentile_interval(samples, self.ci, value, self.stretch)
-        tol = 1e-9 * np.maximum(1.0, np.abs(value))
-        with np.errstate(invalid="ignore"):
-            outside = np.isfinite(value) & ((value < lo - tol) | (value > hi + tol))
-        if np.any(outside):
-            i = int(np.argmax(outside))
-            raise DataError(f"{self.meta.get('path') or 'this fit'}: its {self.ci:.0%} interval "
-                            f"[{lo[i]:.6g}, {hi[i]:.6g}] does not contain its estimate {value[i]:.6g}: the bootstrap "
-                            f"draws do not belong to this fit; refit")
+        check_contains(value, lo, hi, self.meta.get("path") or "this fit")
         return Prediction(value, lo, hi, samples)
 
     def predict(self, data=None, interval: str = "confidence", **inputs) -> Prediction:
