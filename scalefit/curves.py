@@ -20,11 +20,17 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .data import Dataset, from_frame, read_table
+from .data import PLAUSIBLE, Dataset, _fmt_value, _show, from_frame, read_table
 from .errors import DataError
+from .limits import enforce
 from .schedule import parse_schedule
 
 _AGREE_RTOL = 1e-6
+# No optimizer trains at a learning rate this high (LARS at huge batch peaks near 30); above it a value is a
+# unit or column mistake, and the LR sums of the curve laws would overflow long before 1e308.
+MAX_LR = 1e3
+# Steps are whole numbers held exactly in float64 (and in int64 without wrapping) below 2**53.
+MAX_STEP = 2**53
 
 
 def parse_schedule_options(items) -> dict[str, str]:
@@ -63,6 +69,22 @@ def _check_lr(eta: np.ndarray, where: str) -> None:
     neg = np.flatnonzero(eta < 0)
     if neg.size:
         raise DataError(f"{where}: LR is negative ({eta[neg[0]]:.3g}) at step {int(neg[0])}; LRs must be >= 0")
+    big = np.flatnonzero(eta > MAX_LR)
+    if big.size:
+        raise DataError(f"{where}: LR is {eta[big[0]]:.6g} at step {int(big[0])} ({big.size} step(s)), above "
+                        f"{MAX_LR:g}, which no optimizer trains at; check the LR column or spec")
+
+
+def _whole_steps(steps: np.ndarray, where: str, column: str, runs=None) -> np.ndarray:
+    """Step values as int64, once each is a whole number in [0, 2**53) (larger ones wrap in int64)."""
+    bad = ~np.isfinite(steps) | (steps < 0) | (steps != np.round(steps)) | (steps >= MAX_STEP)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        run = f", run {_show(runs[i])}" if runs is not None else ""
+        why = "is too large for a step count" if np.isfinite(steps[i]) and steps[i] >= MAX_STEP else \
+            "is not a whole non-negative number"
+        raise DataError(f"{where}: column {_show(column)} row {i + 1}{run}: step {_fmt_value(steps[i])} {why}")
+    return steps.astype(np.int64)
 
 
 def _agree(a: np.ndarray, b: np.ndarray, steps: np.ndarray, what_a: str, what_b: str, run: str) -> None:
@@ -80,7 +102,7 @@ def _agree(a: np.ndarray, b: np.ndarray, steps: np.ndarray, what_a: str, what_b:
 
 def _read_lr_table(lr_table, runs: list[str]) -> dict[str, np.ndarray]:
     source = str(lr_table) if not isinstance(lr_table, pd.DataFrame) else "<lr table>"
-    frame = lr_table if isinstance(lr_table, pd.DataFrame) else read_table(lr_table)
+    frame = lr_table if isinstance(lr_table, pd.DataFrame) else read_table(lr_table, what="LR table")
     ds = from_frame(frame, source=source, required=["step"])  # lr values are checked below, by step
     if "lr" not in ds.frame.columns:
         raise DataError(f"{source}: no lr column; an LR table needs run, step and lr columns")
@@ -89,14 +111,13 @@ def _read_lr_table(lr_table, runs: list[str]) -> dict[str, np.ndarray]:
             raise DataError(f"{source}: has no run column but the curve table has {len(runs)} runs; add a run column")
         ds.frame["run"] = runs[0]
     out = {}
+    _whole_steps(ds.frame["step"].to_numpy(float), source, ds.columns.get("step", "step"), ds.frame["run"].to_numpy())
     for run, grp in ds.frame.groupby("run", sort=False):
         steps = grp["step"].to_numpy()
-        if np.any(steps != np.round(steps)) or np.any(steps < 0):
-            raise DataError(f"{source}: run '{run}' has steps that are not whole non-negative numbers")
         if np.unique(steps).size != steps.size:
-            raise DataError(f"{source}: run '{run}' lists a step twice")
-        eta = _dense_from_rows(steps.astype(np.int64), grp["lr"].to_numpy(float), f"{source}: run '{run}'")
-        _check_lr(eta, f"{source}: run '{run}'")
+            raise DataError(f"{source}: run {_show(run)} lists a step twice")
+        eta = _dense_from_rows(steps.astype(np.int64), grp["lr"].to_numpy(float), f"{source}: run {_show(run)}")
+        _check_lr(eta, f"{source}: run {_show(run)}")
         out[str(run)] = eta
     return out
 
@@ -120,7 +141,7 @@ def load_curves(
         frame = path_or_frame
         source = source or "<frame>"
     else:
-        frame = read_table(path_or_frame)
+        frame = read_table(path_or_frame, what="curve table")
         source = source or str(path_or_frame)
     columns = dict(columns or {})
     if "schedule" not in columns and "schedule" in frame.columns and columns.get("run") != "schedule":
@@ -135,34 +156,38 @@ def load_curves(
                         f"(map with --col loss=NAME)")
     if "run" not in base.columns:  # one curve without a run column: name it after the file
         f["run"] = Path(source).stem if not source.startswith("<") else "curve"
-    steps = f["step"].to_numpy(float)
-    if np.any(steps != np.round(steps)) or np.any(steps < 0):
-        bad = np.flatnonzero((steps != np.round(steps)) | (steps < 0))[0]
-        raise DataError(f"{source}: column '{base.columns['step']}' row {bad + 1}: step {steps[bad]:g} is not a "
-                        f"whole non-negative number")
-    f["step"] = steps.astype(np.int64)
+    f["step"] = _whole_steps(f["step"].to_numpy(float), source, base.columns["step"],
+                             f["run"].astype(str).to_numpy())
     runs = list(dict.fromkeys(f["run"].astype(str)))
     has_lr_col = "lr" in f.columns
 
     # Losses: NaN rows are LR-only when an lr column exists; non-positive losses are errors.
     loss = f["loss"].to_numpy(float)
     dropped = list(base.dropped)
-    bad_loss = np.isfinite(loss) & (loss <= 0) | np.isinf(loss) | (np.isnan(loss) & (not has_lr_col))
+    too_big = np.isfinite(loss) & (loss > PLAUSIBLE["loss"][1])
+    bad_loss = np.isfinite(loss) & (loss <= 0) | np.isinf(loss) | (np.isnan(loss) & (not has_lr_col)) | too_big
     if bad_loss.any():
         rows = np.flatnonzero(bad_loss)
         shown = ", ".join(str(r + 1) for r in rows[:5]) + (" ..." if rows.size > 5 else "")
         col = base.columns.get("loss", "loss")
+        r = rows[0]
         if not drop_invalid:
-            raise DataError(f"{source}: column '{col}' (loss) is NaN, infinite, zero or negative in {rows.size} "
-                            f"row(s): {shown} (fix the data, or pass --drop-invalid to drop them)")
-        dropped.append(f"dropped {rows.size} row(s) where '{col}' is invalid: rows {shown}")
+            raise DataError(f"{source}: column {_show(col)} (loss) is NaN, infinite, zero, negative or above "
+                            f"{PLAUSIBLE['loss'][1]:g} in {rows.size} row(s): {shown} (row {r + 1}, run "
+                            f"{_show(f['run'].iloc[r])}, step {int(f['step'].iloc[r])}: {_fmt_value(loss[r])}); "
+                            f"fix the data, or pass --drop-invalid to drop them")
+        dropped.append(f"dropped {rows.size} row(s) where {_show(col)} is invalid: rows {shown}")
+        loss = np.where(too_big, np.nan, loss)
     if has_lr_col:
         lr_col = f["lr"].to_numpy(float)
-        lr_bad = ~np.isfinite(lr_col) | (lr_col < 0)
+        lr_bad = ~np.isfinite(lr_col) | (lr_col < 0) | (lr_col > MAX_LR)
         if lr_bad.any():
             r = int(np.flatnonzero(lr_bad)[0])
-            raise DataError(f"{source}: column '{base.columns['lr']}' (lr) is NaN, negative or infinite in row {r + 1} "
-                            f"(run '{f['run'].iloc[r]}', step {int(f['step'].iloc[r])}); LRs must be >= 0")
+            why = "is NaN or infinite" if not np.isfinite(lr_col[r]) else "is negative" if lr_col[r] < 0 else \
+                f"is above {MAX_LR:g}, which no optimizer trains at"
+            raise DataError(f"{source}: column {_show(base.columns['lr'])} (lr) {why} in row {r + 1} (run "
+                            f"{_show(f['run'].iloc[r])}, step {int(f['step'].iloc[r])}: {_fmt_value(lr_col[r])}); "
+                            f"LRs must be >= 0 and at most {MAX_LR:g}")
 
     # Steps strictly increasing within each run, in file order.
     for run, grp in f.groupby("run", sort=False):
@@ -215,6 +240,8 @@ def load_curves(
                 _dense_from_rows(rsteps, col, f"{source}: run '{run}'")  # raises with the how-to-fix
             else:  # sparse lr column: still check it against the dense source
                 dense = candidates[0][1]
+                enforce("memory_bytes", 8 * (int(rsteps.max()) + 1), f"{source}: run {_show(run)} (steps up to "
+                        f"{int(rsteps.max())})")
                 probe = np.full(max(int(rsteps.max()) + 1, dense.size), np.nan)
                 probe[rsteps] = col
                 ok = rsteps[rsteps < dense.size]

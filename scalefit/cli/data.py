@@ -18,10 +18,17 @@ def check(
     law_file: Optional[List[str]] = typer.Option(None, "--law-file", help="Load laws from this Python file."),
     col: Optional[List[str]] = typer.Option(None, "--col", help='Map a role to a column: --col params="Model Size".'),
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Report invalid rows as dropped instead of failing."),
+    lr_table: Optional[str] = typer.Option(None, "--lr-table", help="Curve laws: dense table run, step, lr."),
+    schedule: Optional[List[str]] = typer.Option(None, "--schedule",
+                                                 help="Curve laws: RUN=SPEC, or SPEC for every run (repeatable)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Read and validate RUNS: column roles found, value ranges, rows that would be dropped."""
+    """Read and validate RUNS: column roles found, value ranges, rows that would be dropped.
+
+    Curve tables (``--law`` a curve law) take the LR sources ``fit`` takes: ``--lr-table`` and ``--schedule``.
+    """
     from ..data import load_runs, parse_column_mapping
+    from ..errors import DataError
 
     required = ["loss"]
     law_obj = None
@@ -31,10 +38,14 @@ def check(
         law_obj = get_law(law, law_file or [])
         required = [*law_obj.inputs, law_obj.target]
     if law_obj is not None and law_obj.kind == "curve":
-        from ..curves import load_curves
+        from ..curves import load_curves, parse_schedule_options
 
-        data = load_curves(runs, columns=parse_column_mapping(col or []), drop_invalid=drop_invalid)
+        data = load_curves(runs, columns=parse_column_mapping(col or []), drop_invalid=drop_invalid,
+                           lr_table=lr_table, schedules=parse_schedule_options(schedule))
     else:
+        if lr_table or schedule:
+            raise DataError("--lr-table and --schedule describe LR sequences: use them with --law and a curve law "
+                            "(e.g. --law multipower)")
         data = load_runs(runs, columns=parse_column_mapping(col or []), required=required, drop_invalid=drop_invalid)
         if law_obj is not None:
             law_obj.check_identifiable(data)
