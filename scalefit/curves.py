@@ -20,10 +20,11 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .data import PLAUSIBLE, Dataset, _fmt_value, _show, from_frame, read_table
+from .data import PLAUSIBLE, Dataset, format_value, from_frame
 from .errors import DataError
 from .limits import enforce
 from .schedule import parse_schedule
+from .tables import read_table, show_name
 
 _AGREE_RTOL = 1e-6
 # No optimizer trains at a learning rate this high (LARS at huge batch peaks near 30); above it a value is a
@@ -80,10 +81,10 @@ def _whole_steps(steps: np.ndarray, where: str, column: str, runs=None) -> np.nd
     bad = ~np.isfinite(steps) | (steps < 0) | (steps != np.round(steps)) | (steps >= MAX_STEP)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        run = f", run {_show(runs[i])}" if runs is not None else ""
+        run = f", run {show_name(runs[i])}" if runs is not None else ""
         why = "is too large for a step count" if np.isfinite(steps[i]) and steps[i] >= MAX_STEP else \
             "is not a whole non-negative number"
-        raise DataError(f"{where}: column {_show(column)} row {i + 1}{run}: step {_fmt_value(steps[i])} {why}")
+        raise DataError(f"{where}: column {show_name(column)} row {i + 1}{run}: step {format_value(steps[i])} {why}")
     return steps.astype(np.int64)
 
 
@@ -115,9 +116,9 @@ def _read_lr_table(lr_table, runs: list[str]) -> dict[str, np.ndarray]:
     for run, grp in ds.frame.groupby("run", sort=False):
         steps = grp["step"].to_numpy()
         if np.unique(steps).size != steps.size:
-            raise DataError(f"{source}: run {_show(run)} lists a step twice")
-        eta = _dense_from_rows(steps.astype(np.int64), grp["lr"].to_numpy(float), f"{source}: run {_show(run)}")
-        _check_lr(eta, f"{source}: run {_show(run)}")
+            raise DataError(f"{source}: run {show_name(run)} lists a step twice")
+        eta = _dense_from_rows(steps.astype(np.int64), grp["lr"].to_numpy(float), f"{source}: run {show_name(run)}")
+        _check_lr(eta, f"{source}: run {show_name(run)}")
         out[str(run)] = eta
     return out
 
@@ -172,11 +173,11 @@ def load_curves(
         col = base.columns.get("loss", "loss")
         r = rows[0]
         if not drop_invalid:
-            raise DataError(f"{source}: column {_show(col)} (loss) is NaN, infinite, zero, negative or above "
+            raise DataError(f"{source}: column {show_name(col)} (loss) is NaN, infinite, zero, negative or above "
                             f"{PLAUSIBLE['loss'][1]:g} in {rows.size} row(s): {shown} (row {r + 1}, run "
-                            f"{_show(f['run'].iloc[r])}, step {int(f['step'].iloc[r])}: {_fmt_value(loss[r])}); "
+                            f"{show_name(f['run'].iloc[r])}, step {int(f['step'].iloc[r])}: {format_value(loss[r])}); "
                             f"fix the data, or pass --drop-invalid to drop them")
-        dropped.append(f"dropped {rows.size} row(s) where {_show(col)} is invalid: rows {shown}")
+        dropped.append(f"dropped {rows.size} row(s) where {show_name(col)} is invalid: rows {shown}")
         loss = np.where(too_big, np.nan, loss)
     if has_lr_col:
         lr_col = f["lr"].to_numpy(float)
@@ -185,8 +186,8 @@ def load_curves(
             r = int(np.flatnonzero(lr_bad)[0])
             why = "is NaN or infinite" if not np.isfinite(lr_col[r]) else "is negative" if lr_col[r] < 0 else \
                 f"is above {MAX_LR:g}, which no optimizer trains at"
-            raise DataError(f"{source}: column {_show(base.columns['lr'])} (lr) {why} in row {r + 1} (run "
-                            f"{_show(f['run'].iloc[r])}, step {int(f['step'].iloc[r])}: {_fmt_value(lr_col[r])}); "
+            raise DataError(f"{source}: column {show_name(base.columns['lr'])} (lr) {why} in row {r + 1} (run "
+                            f"{show_name(f['run'].iloc[r])}, step {int(f['step'].iloc[r])}: {format_value(lr_col[r])}); "
                             f"LRs must be >= 0 and at most {MAX_LR:g}")
 
     # Steps strictly increasing within each run, in file order.
@@ -240,7 +241,7 @@ def load_curves(
                 _dense_from_rows(rsteps, col, f"{source}: run '{run}'")  # raises with the how-to-fix
             else:  # sparse lr column: still check it against the dense source
                 dense = candidates[0][1]
-                enforce("memory_bytes", 8 * (int(rsteps.max()) + 1), f"{source}: run {_show(run)} (steps up to "
+                enforce("memory_bytes", 8 * (int(rsteps.max()) + 1), f"{source}: run {show_name(run)} (steps up to "
                         f"{int(rsteps.max())})")
                 probe = np.full(max(int(rsteps.max()) + 1, dense.size), np.nan)
                 probe[rsteps] = col
