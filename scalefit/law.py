@@ -102,6 +102,8 @@ class Law:
             raise DataError(f"law '{self.name}' has no option {unknown}; valid options: {', '.join(known)}")
         new = type(self)(**{**known, **options})
         new.origin, new.source_file = self.origin, self.source_file
+        if "_restore" in self.__dict__:
+            new._restore = self._restore
         return new
 
     @property
@@ -227,8 +229,11 @@ class Law:
     def __reduce_ex__(self, protocol):
         # A law from a file lives in a module (scalefit._laws.*) that a fresh worker process (loky,
         # dask, ray) never imported: send a reference and look the law up again on the other side.
-        if self.source_file:
-            return _restore_law, (self.name, self.source_file)
+        # The registry, which set source_file, also hands over its restore function (law.py imports
+        # nothing above errors, so the dependency is given, not reached for).
+        restore = self.__dict__.get("_restore")
+        if self.source_file and restore is not None:
+            return restore, (self.name, self.source_file, dict(self.options))
         return super().__reduce_ex__(protocol)
 
     # ---------------------------------------------------------------- validation
@@ -266,23 +271,6 @@ class Law:
                     raise LawDefinitionError(
                         f"{where}: reference {set_name}.{n} = {values[n]} lies outside bounds {(lo, hi)}"
                     )
-
-
-def _restore_law(name: str, source_file: str) -> "Law":
-    """Unpickle a law by (name, file): the registry's copy when it is the same file, else load the file."""
-    import warnings
-
-    from .registry import all_laws, register_file
-
-    known = all_laws().get(name)
-    if known is not None and known.source_file == source_file:
-        return known
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the parent process already warned about any override
-        laws = {obj.name: obj for obj in register_file(source_file)}
-    if name not in laws:
-        raise LawDefinitionError(f"{source_file}: no longer defines law '{name}'")
-    return laws[name]
 
 
 class FunctionLaw(Law):

@@ -77,6 +77,7 @@ def load_law_file(path: str | Path, origin: str | None = None) -> list[Law]:
     for obj in laws:
         obj.origin = origin or f"file:{path}"
         obj.source_file = str(path)
+        obj._restore = restore_law  # how a worker process gets this law back (see Law.__reduce_ex__)
         if not obj.description:
             obj.description = (module.__doc__ or "").strip()
         try:
@@ -168,3 +169,17 @@ def get_law(name: str | Law, law_files: list[str] | tuple[str, ...] = ()) -> Law
     if name not in laws:
         raise LawNotFoundError(f"unknown law '{name}'; known laws: {', '.join(sorted(laws))}")
     return laws[name]
+
+
+def restore_law(name: str, source_file: str, options: dict | None = None) -> Law:
+    """Unpickle a law by (name, file, options): the registry's copy when it is the same file, else load the
+    file; then the options it was pickled with (a worker must fit the same variant as its parent)."""
+    known = all_laws().get(name)
+    if known is None or known.source_file != source_file:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the parent process already warned about any override
+            laws = {obj.name: obj for obj in register_file(source_file)}
+        if name not in laws:
+            raise LawDefinitionError(f"{source_file}: no longer defines law '{name}'")
+        known = laws[name]
+    return known.with_options(**options) if options and options != known.options else known

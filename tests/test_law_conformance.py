@@ -94,3 +94,15 @@ def test_check_law_names_the_law_and_the_failed_check():
     with pytest.raises(AssertionError, match="law 'broken_plugin': jacobian: d/dA"):
         check_law(Broken(), skip=("recovery",))
     assert check_law("chinchilla", skip=("recovery",)) == ["declaration", "documented", "predict", "jacobian"]
+
+
+def test_a_law_reaches_worker_processes_with_its_options():
+    """Parallel bootstrap pickles the law: the worker's copy must be the same variant, not the default."""
+    import pickle
+
+    from scalefit.registry import get_law
+
+    law = get_law("multipower").with_options(convention="paper")
+    back = pickle.loads(pickle.dumps(law))
+    assert back.options == law.options and back.options["convention"] == "paper"
+    assert pickle.loads(pickle.dumps(get_law("chinchilla"))) is get_law("chinchilla")
