@@ -62,11 +62,15 @@ class LRAnnealing(Law):
     reference_units = {"loss_unit": "nats", "lr_units": "raw LR, peak 2e-4", "lam": "0.999"}
 
     def __init__(self, lam: float = 0.999, warmup: str = "peak"):
-        if not 0.0 <= float(lam) <= 1.0:
-            raise DataError(f"lr_annealing option lam={lam}: the annealing momentum must lie in [0, 1]")
+        try:  # from the CLI (--law-opt lam=...) the value arrives as text
+            value = float(lam)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not 0.0 <= value <= 1.0:  # also refuses nan
+            raise DataError(f"lr_annealing option lam={lam}: the annealing momentum must be a number in [0, 1]")
         if warmup not in ("peak", "ramp"):
             raise DataError(f"lr_annealing option warmup='{warmup}': use 'peak' (authors) or 'ramp' (true LR)")
-        self.lam = float(lam)
+        self.lam = value
         self.warmup = warmup
 
     @property

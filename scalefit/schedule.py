@@ -22,10 +22,17 @@ one-line :class:`~scalefit.errors.DataError` that lists the valid ones.
 The optimiser (:func:`optimize_schedule`) minimises a curve law's predicted final loss over monotone
 non-increasing post-warm-up schedules (Luo et al. 2025, Sec. 5), with the law's analytic gradient, and
 :func:`search_wsd` does the cheap low-dimensional search over the WSD family.
+
+Resources: every dense array here is O(steps). Before one is allocated, its size is estimated and held
+against the ``memory_bytes`` limit (:func:`check_memory`; ``SCALEFIT_MAX_MEMORY`` raises it), so an
+absurd horizon is a one-line error instead of an out-of-memory kill. A dense curve reports every step up
+to :data:`DEFAULT_POINTS` points and thins itself beyond unless ``every`` is given. The optimiser's
+``time_limit`` covers all of its work (the WSD and cosine searches as well as L-BFGS-B).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,6 +41,14 @@ from typing import Mapping
 import numpy as np
 
 from .errors import DataError
+from .limits import enforce
+
+MAX_PEAK = 1e3  # no optimiser trains at a larger LR (as scalefit.curves.MAX_LR for LR tables)
+MAX_STEPS = 2**53  # step counts beyond this are not exact in float64 and wrap around in int64
+DEFAULT_POINTS = 25_000  # a dense curve reports every step up to this many points, then thins itself
+_LR_BYTES = 48  # bytes per step to generate one LR array (the array and its temporaries)
+_OUT_BYTES = 120  # bytes per reported point of a curve (numbers, Python lists, JSON text)
+_OPT_BYTES = 192  # bytes per step of the optimiser (LR, law gradient, knot interpolation, candidates)
 
 # ------------------------------------------------------------------------------------------------ shapes
 COOLDOWN_SHAPES = ("linear", "sqrt", "cosine", "square", "mirror_cosine", "exp")
@@ -94,8 +109,13 @@ _SHAPE_ALIASES = {"1-sqrt": "sqrt", "one_minus_sqrt": "sqrt", "cos": "cosine", "
                   "exponential": "exp", "mirror-cosine": "mirror_cosine", "quadratic": "square"}
 
 
+def _printable(text: str) -> str:
+    """User text for a one-line message: control characters (a newline in a spec) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _spec_error(spec: str, why: str) -> DataError:
-    return DataError(f"schedule '{spec}': {why}")
+    return DataError(_printable(f"schedule '{spec}': {why}"))
 
 
 def _number(spec: str, key: str, text: str) -> float:
@@ -156,7 +176,11 @@ class Schedule:
         return int(math.floor(value * self.steps)) if value < 1 else int(value)
 
     def lr(self) -> np.ndarray:
-        """The LR at every step t = 0 .. steps-1 (float64), warm-up included."""
+        """The LR at every step t = 0 .. steps-1 (float64), warm-up included.
+
+        Raises :class:`~scalefit.limits.LimitError` before allocating when the array and its temporaries
+        would exceed the ``memory_bytes`` limit."""
+        check_memory(lr_bytes(self.steps), f"schedule '{self}'")
         T, W, peak = self.steps, self.warmup, self.peak
         t = np.arange(T, dtype=float)
         k = self.kind
@@ -221,8 +245,8 @@ def parse_schedule(spec: str) -> Schedule:
             raise _spec_error(text, f"missing required key '{key}' ({valid[key]})")
 
     peak = _number(text, "peak", raw.pop("peak"))
-    if peak <= 0:
-        raise _spec_error(text, "peak must be positive")
+    if not 0 < peak <= MAX_PEAK:
+        raise _spec_error(text, f"peak must be positive and at most {MAX_PEAK:g}, got {peak:g}")
     steps_f = _number(text, "steps", raw.pop("steps"))
     warm_f = _number(text, "warmup", raw.pop("warmup", "0"))
     for key, v in (("steps", steps_f), ("warmup", warm_f)):
@@ -231,6 +255,8 @@ def parse_schedule(spec: str) -> Schedule:
     steps, warmup = int(steps_f), int(warm_f)
     if steps < 2:
         raise _spec_error(text, "steps must be at least 2")
+    if steps > MAX_STEPS:
+        raise _spec_error(text, f"steps={steps_f:g} is too large for a step count (at most 2**53)")
     if warmup >= steps:
         raise _spec_error(text, f"warmup ({warmup}) must be shorter than steps ({steps})")
     warmup_start = _number(text, "warmup_start", raw.pop("warmup_start", "0"))
@@ -281,6 +307,48 @@ def schedule_help() -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------------ resources
+def check_memory(nbytes: float, context: str) -> None:
+    """Hold an estimate of working memory against the ``memory_bytes`` limit (LimitError naming it)."""
+    enforce("memory_bytes", nbytes, context)
+
+
+def lr_bytes(steps: int) -> int:
+    """Bytes to generate one dense LR array of ``steps`` steps."""
+    return _LR_BYTES * int(steps)
+
+
+def curve_bytes(law, steps: int, points: int, n_theta: int = 1) -> int:
+    """Working memory of ``law.curve`` on a ``steps``-step schedule at ``points`` steps with ``n_theta``
+    parameter vectors, plus the reported numbers; the law's own estimate when it has one."""
+    own = getattr(law, "curve_bytes", None)
+    core = own(int(steps), int(points), int(n_theta)) if callable(own) else (
+        64 * int(steps) + 8 * int(points) * (6 + 4 * int(n_theta)))
+    return int(core) + _OUT_BYTES * int(points)
+
+
+def optimize_bytes(steps: int) -> int:
+    """Working memory of :func:`optimize_schedule` (and the WSD search) on a ``steps``-step horizon."""
+    return _OPT_BYTES * int(steps)
+
+
+def default_every(steps: int) -> int:
+    """The reporting stride of a dense curve when none is asked: 1 up to DEFAULT_POINTS steps."""
+    return max(1, -(-int(steps) // DEFAULT_POINTS))
+
+
+def check_step(value, steps: int, what: str = "--at", schedule: str = "") -> int:
+    """A step index of a ``steps``-step schedule (0 .. steps-1), or DataError naming ``what``."""
+    try:
+        step = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{what} {value}: not a whole step number") from None
+    if step != value or not 0 <= step < steps:
+        which = f"schedule '{schedule}'" if schedule else "the schedule"
+        raise DataError(f"{what} {value}: {which} has steps 0..{steps - 1}")
+    return step
+
+
 def as_lr(schedule: "str | Schedule | np.ndarray") -> np.ndarray:
     """A spec string, a Schedule or an array -> validated dense float64 LR array."""
     if isinstance(schedule, (str, Schedule)):
@@ -304,6 +372,8 @@ def final_loss(law, theta, eta: np.ndarray, warmup: int | None = None) -> np.nda
 
 def _loss_only(law, theta, warmup):
     theta = np.asarray(theta, dtype=float).ravel()
+    if hasattr(law, "final_loss"):  # the same number as final_loss_grad's, without the gradient's cost
+        return lambda eta: law.final_loss(theta, eta, warmup)
     if hasattr(law, "final_loss_grad"):
         return lambda eta: law.final_loss_grad(theta, eta, warmup)[0]
     return lambda eta: float(law.curve(theta[None], eta, [eta.size - 1])[0, 0])
@@ -343,38 +413,87 @@ def _base(kind: str, peak: float, steps: int, warmup: int, warmup_start: float, 
     return Schedule(kind, float(peak), int(steps), int(warmup), float(warmup_start), opts)
 
 
-def search_cosine(law, theta, *, peak, steps, warmup=0, warmup_start=0.0, floor=0.0):
+class Budget:
+    """One time limit and one progress report for a whole schedule search (WSD grid, cosine search,
+    free-form optimiser, intervals). ``progress(phase, done, total)`` is called as work completes;
+    ``over()`` says that the time is up (each search then keeps the best candidate it has)."""
+
+    def __init__(self, time_limit: float | None = None, progress=None):
+        if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+            raise DataError(f"--time-limit {time_limit:g}: use a positive number of seconds")
+        self.t0 = time.perf_counter()
+        self.time_limit = time_limit
+        self.progress = progress
+        self.stopped: str = ""  # the phase the time limit cut short, if any
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def over(self) -> bool:
+        return self.time_limit is not None and self.elapsed() > self.time_limit
+
+    def stop(self, phase: str, done: int, total: int) -> None:
+        if not self.stopped:
+            self.stopped = f"{phase} after {done} of {total} evaluations"
+
+    def report(self, phase: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(phase, done, total)
+
+    @property
+    def message(self) -> str:
+        return (f"stopped at the time limit ({self.time_limit:g} s) in the {self.stopped}; kept the best "
+                f"schedule found (--time-limit raises the limit)") if self.stopped else ""
+
+
+def search_cosine(law, theta, *, peak, steps, warmup=0, warmup_start=0.0, floor=0.0, budget: Budget | None = None):
     """Best cosine (to its own end LR >= floor) by a 1-d search over the end LR: (Schedule, loss)."""
+    budget = budget or Budget()
     loss = _loss_only(law, theta, warmup)
     ends = np.unique(np.concatenate([[floor], floor + (peak - floor) * np.array([0.01, 0.03, 0.1, 0.2, 0.3, 0.5])]))
-    scored = [(loss(s.lr()), s) for s in (_base("cosine", peak, steps, warmup, warmup_start, floor=float(e)) for e in ends)]
+    scored = []
+    for i, e in enumerate(ends):
+        if scored and budget.over():
+            budget.stop("cosine search", i, ends.size)
+            break
+        s = _base("cosine", peak, steps, warmup, warmup_start, floor=float(e))
+        scored.append((loss(s.lr()), s))
+        budget.report("cosine search", i + 1, ends.size)
     best = min(scored, key=lambda c: c[0])
     return best[1], float(best[0])
 
 
-def search_wsd(law, theta, *, peak, steps, warmup=0, warmup_start=0.0, floor=0.0, shapes=None):
+_WSD_FRACS = (0.2, 0.15, 0.25, 0.12, 0.3, 0.1, 0.4, 0.08, 0.5, 0.06, 0.04, 0.7, 0.02, 0.9)  # likeliest first
+
+
+def search_wsd(law, theta, *, peak, steps, warmup=0, warmup_start=0.0, floor=0.0, shapes=None,
+               budget: Budget | None = None):
     """Low-dimensional search over the WSD family (cooldown fraction, shape, end LR >= floor).
 
     A grid over the three, then a bounded 1-d refinement of the cooldown length for the best shape and
     end LR. Returns (Schedule, predicted final loss). Near the optimum the landscape is flat: the best
-    WSD lands within ~1e-3 of the free-form optimum (Luo et al. 2025; reference Sec. 2.6).
+    WSD lands within ~1e-3 of the free-form optimum (Luo et al. 2025; reference Sec. 2.6). The grid runs
+    the likeliest cooldown fractions first, so a search cut short by ``budget`` keeps a good candidate.
     """
     from scipy.optimize import minimize_scalar
 
+    budget = budget or Budget()
     loss = _loss_only(law, theta, warmup)
     shapes = shapes or ("linear", "sqrt", "cosine", "square", "mirror_cosine")
     post = steps - warmup
     ends = np.unique(np.concatenate([[floor], floor + (peak - floor) * np.array([0.01, 0.03, 0.1])]))
-    fracs = np.array([0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 0.9])
+    grid = [(f, shape, end) for f in _WSD_FRACS for shape in shapes for end in ends]
     best = (np.inf, None)
-    for shape in shapes:
-        for end in ends:
-            for f in fracs:
-                cool = max(1, int(round(f * post)))
-                s = _base("wsd", peak, steps, warmup, warmup_start, cooldown=cool, shape=shape, floor=float(end))
-                v = loss(s.lr())
-                if v < best[0]:
-                    best = (v, s)
+    for i, (f, shape, end) in enumerate(grid):
+        if best[1] is not None and budget.over():
+            budget.stop("WSD search", i, len(grid))
+            return best[1], float(best[0])
+        cool = max(1, int(round(f * post)))
+        s = _base("wsd", peak, steps, warmup, warmup_start, cooldown=cool, shape=shape, floor=float(end))
+        v = loss(s.lr())
+        if v < best[0]:
+            best = (v, s)
+        budget.report("WSD search", i + 1, len(grid))
     s0 = best[1]
 
     def at(cool):
@@ -382,19 +501,30 @@ def search_wsd(law, theta, *, peak, steps, warmup=0, warmup_start=0.0, floor=0.0
         return _base("wsd", peak, steps, warmup, warmup_start, cooldown=cool, shape=s0.options["shape"],
                      floor=s0.options["floor"])
 
+    def scored(c):
+        if budget.over():
+            raise _TimeUp
+        cand = at(c)
+        v = loss(cand.lr())
+        if v < best[0]:
+            best_box[0] = (v, cand)
+        return v
+
+    best_box = [best]
     c0 = s0.options["cooldown"]
-    res = minimize_scalar(lambda c: loss(at(c).lr()), bounds=(max(1, 0.6 * c0), min(post, 1.5 * c0)),
-                          method="bounded", options={"xatol": max(1.0, 0.002 * post)})
-    cand = at(res.x)
-    v = loss(cand.lr())
-    if v < best[0]:
-        best = (v, cand)
+    try:
+        res = minimize_scalar(scored, bounds=(max(1, 0.6 * c0), min(post, 1.5 * c0)),
+                              method="bounded", options={"xatol": max(1.0, 0.002 * post)})
+        scored(res.x)
+    except _TimeUp:
+        budget.stop("WSD refinement", 0, 1)
+    best = best_box[0]
     return best[1], float(best[0])
 
 
 def optimize_schedule(law, theta, *, peak: float, steps: int, warmup: int = 0, warmup_start: float = 0.0,
-                      floor: float = 0.0, max_iter: int = 150, time_limit: float = 8.0,
-                      n_knots: int = 400) -> OptimizedSchedule:
+                      floor: float = 0.0, max_iter: int = 150, time_limit: float | None = 60.0,
+                      n_knots: int = 400, progress=None, budget: Budget | None = None) -> OptimizedSchedule:
     """The monotone non-increasing schedule (after a fixed warm-up, starting at ``peak``) that minimises
     the law's predicted loss at the last step (Luo et al. 2025, Sec. 5).
 
@@ -406,6 +536,11 @@ def optimize_schedule(law, theta, *, peak: float, steps: int, warmup: int = 0, w
     :func:`search_wsd` (the landscape is flat, so a good start matters more than iterations) and keeps
     the best iterate. The official optimiser (Adam on per-step decrements, 10,000 iterations) is replaced
     by this because it needs about a hundred gradient evaluations instead of ten thousand.
+
+    ``time_limit`` (seconds, None for none) covers the whole call: the WSD and cosine searches and the
+    optimiser; whatever is cut short keeps its best candidate and says so in ``message``.
+    ``progress(phase, done, total)`` reports each evaluation. ``budget`` (a :class:`Budget`) replaces
+    ``time_limit`` and ``progress``, to share one limit with the caller's further work.
     """
     from scipy.optimize import minimize
 
@@ -415,10 +550,13 @@ def optimize_schedule(law, theta, *, peak: float, steps: int, warmup: int = 0, w
         raise DataError(f"warm-up ({warmup}) must leave at least 2 steps of the {steps}-step horizon")
     if not 0 <= floor < peak:
         raise DataError(f"floor ({floor:g}) must lie in [0, peak={peak:g})")
-    t0 = time.perf_counter()
+    budget = budget or Budget(time_limit, progress)
+    check_memory(optimize_bytes(steps), f"optimising a {steps:,}-step schedule")
+    t0 = budget.t0
     theta = np.asarray(theta, dtype=float).ravel()
-    wsd, wsd_loss = search_wsd(law, theta, peak=peak, steps=steps, warmup=warmup, warmup_start=warmup_start, floor=floor)
-    cos, cos_loss = search_cosine(law, theta, peak=peak, steps=steps, warmup=warmup, warmup_start=warmup_start, floor=floor)
+    kw = dict(peak=peak, steps=steps, warmup=warmup, warmup_start=warmup_start, floor=floor, budget=budget)
+    wsd, wsd_loss = search_wsd(law, theta, **kw)
+    cos, cos_loss = search_cosine(law, theta, **kw)
 
     head = _base("constant", peak, steps, warmup, warmup_start).lr()[:warmup]
     span = peak - floor
@@ -458,20 +596,27 @@ def optimize_schedule(law, theta, *, peak: float, steps: int, warmup: int = 0, w
         if f < best["f"]:
             best.update(f=f, v=v.copy())
         trace.append(f)
-        if time.perf_counter() - t0 > time_limit:
+        budget.report("free-form optimiser", min(calls[0], max_iter), max_iter)
+        if budget.over():
             raise _TimeUp
         return f, gv
 
     message, success, nit = "converged", True, 0
-    try:
-        res = minimize(fg, v0, jac=True, method="L-BFGS-B", bounds=[(v_lo, 0.0)] * v0.size,
-                       options={"maxiter": max_iter, "maxcor": 20, "ftol": 1e-15, "gtol": 1e-12})
-        nit, message, success = int(res.nit), str(res.message), bool(res.success) or res.status == 1
-    except _TimeUp:
-        message = f"stopped at the time limit ({time_limit:g} s); kept the best iterate"
+    if budget.stopped or budget.over():
+        budget.stop("free-form optimiser", 0, max_iter)
+        best["v"] = v0
+    else:
+        try:
+            res = minimize(fg, v0, jac=True, method="L-BFGS-B", bounds=[(v_lo, 0.0)] * v0.size,
+                           options={"maxiter": max_iter, "maxcor": 20, "ftol": 1e-15, "gtol": 1e-12})
+            nit, message, success = int(res.nit), str(res.message), bool(res.success) or res.status == 1
+        except _TimeUp:
+            budget.stop("free-form optimiser", calls[0], max_iter)
+    if budget.stopped:
+        message, success = budget.message, False
     eta, _ = eta_of(best["v"])
     f = float(best["f"])
-    if wsd_loss < f:  # never report worse than the parametric start
+    if not wsd_loss >= f:  # never report worse than the parametric start (nor an unevaluated iterate)
         eta, f = wsd.lr(), wsd_loss
     return OptimizedSchedule(eta, f, float(peak), int(warmup), int(steps), float(floor), (str(wsd), wsd_loss),
                              (str(cos), cos_loss), (str(wsd), wsd_loss), nit or calls[0],
@@ -491,49 +636,76 @@ def _interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
 
 def prediction_steps(eta: np.ndarray, every: int = 1) -> np.ndarray:
     """Steps at which to report a curve: every ``every`` steps from the first with LR area, plus the last."""
-    if every < 1:
-        raise DataError(f"--every must be a positive number of steps, got {every}")
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+        raise DataError(f"--every {every}: use a positive whole number of steps")
+    every = min(int(every), eta.size)  # a larger stride reports the first and the last step only
     first = int(np.argmax(np.cumsum(eta) > 0))
     return np.unique(np.r_[np.arange(first, eta.size, every), eta.size - 1])
 
 
-def predict_schedule(law, theta, eta, *, every: int = 1, draws: np.ndarray | None = None, ci: float = 0.95,
-                     at: int | None = None) -> dict:
-    """The law's predicted loss curve under ``eta``: steps, loss, final (or ``at``) loss with a percentile
-    interval over bootstrap ``draws`` when given."""
+def predict_schedule(law, theta, eta, *, every: int | None = None, draws: np.ndarray | None = None,
+                     ci: float = 0.95, at: int | None = None, progress=None) -> dict:
+    """The law's predicted loss curve under ``eta``, and the loss at the last step (and at step ``at``),
+    each with its own percentile interval over bootstrap ``draws`` when given.
+
+    ``every``: the reporting stride; None reports every step up to DEFAULT_POINTS points and thins
+    beyond (``out["every"]`` says which). Keys name their step: ``final_loss``, ``final_loss_low``,
+    ``final_loss_high`` are at ``final_step``; ``loss_at_step``, ``loss_at_step_low``,
+    ``loss_at_step_high`` at ``at_step``. ``progress(phase, done, total)`` hears how far each part got
+    (when ``law.curve`` takes a progress callback). Memory is checked against the ``memory_bytes``
+    limit before the work."""
     eta = as_lr(eta)
+    T = eta.size
+    target = None if at is None else check_step(at, T)
+    stride = default_every(T) if every is None else every
+    steps = prediction_steps(eta, stride)
+    n_draws = 0 if draws is None or len(draws) < 2 else len(draws)
+    check_memory(max(curve_bytes(law, T, steps.size), curve_bytes(law, T, 2, max(n_draws, 1))),
+                 f"a {T:,}-step schedule reported at {steps.size:,} steps (--every {stride})")
     theta = np.asarray(theta, float)[None]
-    steps = prediction_steps(eta, every)
-    loss = law.curve(theta, eta, steps)[0]
-    target = eta.size - 1 if at is None else int(at)
-    if not 0 <= target < eta.size:
-        raise DataError(f"--at {at}: the schedule has steps 0..{eta.size - 1}")
-    # A dense curve may use approximate (blocked) sums; the numbers quoted on their own are computed exactly.
-    final, at_loss = law.curve(theta, eta, [eta.size - 1, target])[0]
-    loss[-1] = final
-    out = {"steps": steps.tolist(), "loss": loss.tolist(), "final_step": int(eta.size - 1),
-           "final_loss": float(final), "peak_lr": float(eta.max()), "end_lr": float(eta[-1])}
-    if at is not None:
-        out["at_step"], out["loss_at_step"] = target, float(at_loss)
-    if draws is not None and len(draws) >= 2:
+    # A dense curve may use approximate (blocked) sums; the numbers quoted on their own are computed
+    # exactly, first, and stand in the curve at their steps (no step is evaluated twice).
+    def curve(theta, at_steps, phase):
+        if progress is not None and "progress" in inspect.signature(law.curve).parameters:
+            return law.curve(theta, eta, at_steps, progress=lambda done, total: progress(phase, done, total))
+        return law.curve(theta, eta, at_steps)
+
+    quoted = [T - 1] + ([target] if target is not None else [])
+    exact = curve(theta, quoted, "exact loss")[0]
+    loss = np.empty(steps.size)
+    known = np.isin(steps, quoted)
+    rest = steps[~known]
+    if rest.size:
+        loss[~known] = curve(theta, rest, "loss curve")[0]
+    value = dict(zip(quoted, exact))
+    loss[known] = [value[int(t)] for t in steps[known]]
+    out = {"steps": steps.tolist(), "loss": loss.tolist(), "every": int(min(stride, T)), "final_step": int(T - 1),
+           "final_loss": float(exact[0]), "peak_lr": float(eta.max()), "end_lr": float(eta[-1])}
+    if target is not None:
+        out["at_step"], out["loss_at_step"] = target, float(exact[1])
+    if n_draws:
         with np.errstate(all="ignore"):
-            samples = law.curve(np.asarray(draws, float), eta, [target])[:, 0]
-        out["samples"] = samples
-        out["low"], out["high"] = _interval(samples, ci)
+            samples = curve(np.asarray(draws, float), quoted, "intervals")
         out["ci"] = ci
+        out["samples"] = samples[:, 0]
+        out["final_loss_low"], out["final_loss_high"] = _interval(samples[:, 0], ci)
+        if target is not None:
+            out["samples_at_step"] = samples[:, 1]
+            out["loss_at_step_low"], out["loss_at_step_high"] = _interval(samples[:, 1], ci)
     return out
 
 
 def compare_schedules(law, theta, schedules: Mapping[str, np.ndarray], *, draws=None, ci: float = 0.95,
-                      at: int | None = None) -> list[dict]:
+                      at: int | None = None, progress=None) -> list[dict]:
     """Final (or step ``at``) predicted loss for each schedule, ranked, with intervals and paired
-    differences to the best (the same bootstrap draw for every schedule, so shared uncertainty cancels)."""
+    differences to the best (the same bootstrap draw for every schedule, so shared uncertainty cancels).
+    ``progress("schedules", done, total)`` is called after each schedule."""
     rows = []
-    for name, eta in schedules.items():
+    n_draws = 0 if draws is None or len(draws) < 2 else len(draws)
+    for i, (name, eta) in enumerate(schedules.items()):
         eta = as_lr(eta)
-        target = eta.size - 1 if at is None else int(at)
-        if not 0 <= target < eta.size:
-            raise DataError(f"--at {at}: schedule '{name}' has steps 0..{eta.size - 1}")
+        target = eta.size - 1 if at is None else check_step(at, eta.size, schedule=name)
+        check_memory(curve_bytes(law, eta.size, 1, max(n_draws, 1)), f"schedule '{name}' ({eta.size:,} steps)")
         value = float(law.curve(np.asarray(theta, float)[None], eta, [target])[0, 0])
         row = {"schedule": name, "step": target, "final_loss": value, "end_lr": float(eta[-1]), "steps": int(eta.size)}
         if draws is not None and len(draws) >= 2:
@@ -541,6 +713,8 @@ def compare_schedules(law, theta, schedules: Mapping[str, np.ndarray], *, draws=
                 row["samples"] = law.curve(np.asarray(draws, float), eta, [target])[:, 0]
             row["low"], row["high"] = _interval(row["samples"], ci)
         rows.append(row)
+        if progress is not None:
+            progress("schedules", i + 1, len(schedules))
     rows.sort(key=lambda r: r["final_loss"])
     best = rows[0]
     for r in rows:
@@ -552,10 +726,16 @@ def compare_schedules(law, theta, schedules: Mapping[str, np.ndarray], *, draws=
 
 def write_schedule_csv(path, eta: np.ndarray, *, force: bool = False):
     """``step,lr`` CSV a trainer can read, written atomically; never overwrites without ``force``."""
-    from .result import atomic_write_text
+    from ._io import atomic_write
 
-    lines = ["step,lr"] + [f"{i},{v:.10g}" for i, v in enumerate(np.asarray(eta, float))]
-    return atomic_write_text(path, "\n".join(lines) + "\n", force=force)
+    eta = np.asarray(eta, float)
+
+    def write(fh, chunk: int = 1 << 16):  # streamed: no second copy of a long schedule as one string
+        fh.write("step,lr\n")
+        for a in range(0, eta.size, chunk):
+            fh.write("".join(f"{a + i},{v:.10g}\n" for i, v in enumerate(eta[a:a + chunk].tolist())))
+
+    return atomic_write(path, write, force=force)
 
 
 def curve_metrics(law, theta, data) -> list[dict]:

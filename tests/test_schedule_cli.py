@@ -133,7 +133,7 @@ def test_fit_then_predict_from_fit_json_with_intervals(tmp_path):
               "--bootstrap", 30, "--out", fit_json)
     assert res.exit_code == 0, res.output
     out = ok_json("schedule", "predict", "--fit", fit_json, "-s", "cosine:peak=2e-4,steps=20001,warmup=500", "--every", 5000)
-    assert 2.80 < out["final_loss"] < 2.87 and out["low"] <= out["final_loss"] <= out["high"]
+    assert 2.80 < out["final_loss"] < 2.87 and out["final_loss_low"] <= out["final_loss"] <= out["final_loss_high"]
     assert out["warnings"] == []  # within the fitted 20,000 steps
     # 3x past the longest fitted curve: said on stderr and in the JSON, in every schedule command.
     far = "cosine:peak=2e-4,steps=60000,warmup=500"

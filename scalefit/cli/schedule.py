@@ -4,15 +4,21 @@ Parameters come from ``--fit fit.json`` (with its bootstrap draws for intervals)
 (``--law multipower --reference 400M``), or directly (``--law NAME --set NAME=VALUE ...``; ``--set`` also
 overrides single values of a fit or reference set). Schedules are specs (``--schedule SPEC``, see
 ``scalefit schedule kinds``) or a dense LR file (``--lr-table FILE --run NAME``).
+
+Every option value is checked before any work (one ``error:`` line naming the option and value, exit 2);
+schedule specs are parsed and their memory estimated before a dense LR array is made. Work that runs
+for more than a second shows a progress bar on stderr.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from typing import List, Optional
 
 import typer
 
-from ._output import console, emit_json, fmt, info, line, styled, warn
+from ._output import console, emit_json, err_console, fmt, info, line, styled, warn
 
 app = typer.Typer(no_args_is_help=True, help="Predict, compare and optimise LR schedules with a curve law.")
 
@@ -27,6 +33,66 @@ RunOpt = typer.Option(None, "--run", help="Run(s) of --lr-table to use (repeatab
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object.")
 PlotOpt = typer.Option(None, "--plot", help="Write a figure (.png, .pdf or .svg).")
 CiOpt = typer.Option(None, "--ci", help="Interval level (default: the fit's, or 0.95).")
+ForceOpt = typer.Option(False, "--force", help="Overwrite --plot if it exists.")
+
+
+class _Progress:
+    """A rich progress bar on stderr that appears only once the work has taken over a second (as the
+    bootstrap bar of ``scalefit fit``); ``update(phase, done, total)``, one bar per phase."""
+
+    def __init__(self, delay: float = 1.0):
+        self.t0, self.delay = time.perf_counter(), delay
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+
+    def update(self, phase: str, done: float, total: float) -> None:
+        if self.bar is None:
+            if time.perf_counter() - self.t0 < self.delay:
+                return
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                TimeElapsedColumn(), console=err_console, transient=True)
+            self.bar.start()
+        if phase not in self.tasks:
+            self.tasks[phase] = self.bar.add_task(phase, total=total)
+        self.bar.update(self.tasks[phase], completed=done, total=total)
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _check_ci(ci: Optional[float]) -> None:
+    if ci is not None and not 0 < ci < 1:  # also refuses nan
+        from ..errors import DataError
+
+        raise DataError(f"--ci {ci:g}: the interval level must lie in (0, 1), e.g. 0.95")
+
+
+def _whole(text: Optional[str], flag: str, minimum: int) -> Optional[int]:
+    """A step-count option (``5000``, ``5k``, ``2.4e4``) as an int >= minimum, or None when not given."""
+    if text is None:
+        return None
+    from ..errors import DataError
+    from ..units import parse_count
+
+    value = parse_count(text, what=flag)
+    if value != math.floor(value) or value < minimum:
+        raise DataError(f"{flag} {text}: use a whole number of steps >= {minimum}")
+    return int(value)
+
+
+def _check_inputs(**paths) -> None:
+    """Each user file (--lr-table, --data, ...) is a readable regular file within the size limit."""
+    from .._io import check_input_file
+
+    for flag, path in paths.items():
+        if path is not None:
+            check_input_file(path, f"file (--{flag.replace('_', '-')})")
 
 
 class _Params:
@@ -67,6 +133,7 @@ def _params(fit_path, law, reference, set_, law_opt, law_file, ci) -> _Params:
     from ..errors import DataError
     from ._options import parse_assignments
 
+    _check_ci(ci)
     if fit_path and (law or reference):
         raise DataError("give either --fit or --law (with --reference or --set), not both")
     overrides = parse_assignments(set_)
@@ -114,26 +181,36 @@ def _params(fit_path, law, reference, set_, law_opt, law_file, ci) -> _Params:
         draws = None
     if not 0 < level < 1:
         raise DataError(f"--ci must lie in (0, 1), got {level}")
+    bad = [n for n, v in zip(law_obj.param_names, theta) if not math.isfinite(v)]
+    if bad:
+        raise DataError(f"{source}: parameter {bad[0]} is {theta[law_obj.param_names.index(bad[0])]}; "
+                        f"every parameter must be a finite number")
     return _Params(law_obj, theta, draws, source, level, fitted_steps)
 
 
-def _schedules(specs, lr_table, runs) -> dict:
-    """name -> dense LR array from --schedule specs and --lr-table/--run."""
-    from ..errors import DataError
+def _parse_specs(specs) -> dict:
+    """name -> parsed Schedule for each --schedule spec: checked, no array made yet."""
     from ..schedule import parse_schedule
 
     out = {}
     for spec in specs or []:
         sched = parse_schedule(spec)
-        out[str(sched)] = sched.lr()
+        out[str(sched)] = sched
+    return out
+
+
+def _schedules(specs, lr_table, runs) -> dict:
+    """name -> Schedule (from --schedule, not yet generated) or dense LR array (from --lr-table/--run)."""
+    from ..errors import DataError
+
+    out = _parse_specs(specs)
     if lr_table:
         from pathlib import Path
 
         from ..curves import _read_lr_table
-        from ..data import read_table
 
-        frame = read_table(lr_table)
-        table = _read_lr_table(frame, list(runs or []) or [Path(lr_table).stem])
+        _check_inputs(lr_table=lr_table)
+        table = _read_lr_table(lr_table, list(runs or []) or [Path(lr_table).stem])
         wanted = list(runs or [])
         if not wanted:
             if len(table) != 1:
@@ -150,6 +227,15 @@ def _schedules(specs, lr_table, runs) -> dict:
         raise DataError("give a schedule: --schedule SPEC (e.g. cosine:peak=3e-4,steps=24000,warmup=2160) "
                         "or --lr-table FILE --run NAME")
     return out
+
+
+def _n_steps(sched) -> int:
+    return sched.steps if hasattr(sched, "steps") else len(sched)
+
+
+def _dense(scheds: dict) -> dict:
+    """name -> dense LR array (each spec generated once its memory has been checked)."""
+    return {name: (s.lr() if hasattr(s, "lr") else s) for name, s in scheds.items()}
 
 
 def _short_names(names: list[str]) -> tuple[list[str], str]:
@@ -186,8 +272,9 @@ def predict(
     set_: Optional[List[str]] = SetOpt,
     law_opt: Optional[List[str]] = LawOptOpt,
     law_file: Optional[List[str]] = LawFileOpt,
-    every: int = typer.Option(1, "--every", help="Report every K-th step (the last step is always included)."),
-    at: Optional[int] = typer.Option(None, "--at", help="Also report the loss at this step (with its interval)."),
+    every: Optional[str] = typer.Option(None, "--every", help="Report every K-th step (the last step is always "
+                                        "included; default: every step up to 25,000 steps, else about 25,000 points)."),
+    at: Optional[str] = typer.Option(None, "--at", help="Also report the loss at this step (with its interval)."),
     data: Optional[str] = typer.Option(None, "--data", help="Observed curves to score and plot against the prediction."),
     col: Optional[List[str]] = typer.Option(None, "--col", help="ROLE=COLUMN for --data (repeatable)."),
     data_schedule: Optional[List[str]] = typer.Option(None, "--data-schedule", help="RUN=SPEC: LR of a --data run."),
@@ -195,20 +282,45 @@ def predict(
     holdout: Optional[List[str]] = typer.Option(None, "--holdout", help="Mark this --data run as held out (repeatable)."),
     ci: Optional[float] = CiOpt,
     plot: Optional[str] = PlotOpt,
+    force: bool = ForceOpt,
     json_out: bool = JsonOpt,
 ):
     """The predicted loss curve of a fitted (or published) law under one schedule."""
-    p = _params(fit_path, law, reference, set_, law_opt, law_file, ci)
+    from ..schedule import check_memory, check_step, curve_bytes, default_every, lr_bytes, predict_schedule
+
+    # Everything the user typed is checked before any work.
+    _check_ci(ci)
+    every, at = _whole(every, "--every", 1), _whole(at, "--at", 0)
+    _check_inputs(data=data, data_lr_table=data_lr_table)
+    if plot:
+        from ..plot import check_plot_path
+
+        check_plot_path(plot, force)
     if data is None and (schedule is None and lr_table is None):
         _schedules(None, None, None)  # raises the how-to message
-    out = {}
+    scheds = {}
     if schedule is not None or lr_table is not None:
         scheds = _schedules([schedule] if schedule else None, lr_table, [run] if run else None)
-        name, eta = next(iter(scheds.items()))
-        from ..schedule import predict_schedule
-
-        out = predict_schedule(p.law, p.theta, eta, every=every, draws=p.draws, ci=p.ci, at=at)
+        name, sched = next(iter(scheds.items()))
+        T = _n_steps(sched)
+        if at is not None:
+            check_step(at, T)
+    p = _params(fit_path, law, reference, set_, law_opt, law_file, ci)
+    out = {}
+    if scheds:
+        stride = every or default_every(T)
+        n_points = -(-T // stride) + 1
+        n_draws = 0 if p.draws is None else len(p.draws)
+        check_memory(lr_bytes(T) + max(curve_bytes(p.law, T, n_points), curve_bytes(p.law, T, 2, max(n_draws, 1))),
+                     f"{name}: {T:,} steps reported every {stride:,} (--every)")
+        if every is None and stride > 1:
+            info(f"{T:,} steps: reporting every {stride:,}th step (--every 1 reports all)")
+        eta = _dense(scheds)[name]
+        with _Progress() as bar:
+            out = predict_schedule(p.law, p.theta, eta, every=stride, draws=p.draws, ci=p.ci, at=at,
+                                   progress=bar.update)
         out.pop("samples", None)
+        out.pop("samples_at_step", None)
         out["schedule"] = name
         out["warnings"] = p.horizon_warnings({name: eta})
     if data is not None:
@@ -230,15 +342,22 @@ def predict(
         from ..plot import plot_curves, plot_schedules
 
         if data is not None:
-            plot_curves(p.law, p.theta, ds, plot, holdout=holdout or ())
+            plot_curves(p.law, p.theta, ds, plot, holdout=holdout or (), force=force)
         else:
-            plot_schedules(p.law, p.theta, {out["schedule"]: eta}, plot)
+            plot_schedules(p.law, p.theta, {out["schedule"]: eta}, plot, force=force)
     if json_out:
         emit_json(out)
         return
     _print_predict(out)
     if plot:
         info(f"wrote {plot}")
+
+
+def _interval_text(out: dict, key: str) -> str:
+    """'  [low, high] (95%)' for the number ``key`` of a prediction (its own interval), or ''."""
+    if f"{key}_low" not in out:
+        return ""
+    return f"  [{fmt(out[key + '_low'], 6)}, {fmt(out[key + '_high'], 6)}] ({out['ci']:.0%})"
 
 
 def _print_predict(out: dict) -> None:
@@ -255,10 +374,11 @@ def _print_predict(out: dict) -> None:
         for i in picks:
             table.add_row(str(steps[i]), fmt(loss[i], 6))
         console.print(table)
-        interval = f"  [{fmt(out['low'], 6)}, {fmt(out['high'], 6)}] ({out['ci']:.0%})" if "low" in out else ""
-        console.print(f"final loss at step {out['final_step']}: {out['final_loss']:.6f}{interval}", highlight=False)
+        console.print(f"final loss at step {out['final_step']}: {out['final_loss']:.6f}"
+                      f"{_interval_text(out, 'final_loss')}", highlight=False)
         if "at_step" in out:
-            console.print(f"loss at step {out['at_step']}: {out['loss_at_step']:.6f}", highlight=False)
+            console.print(f"loss at step {out['at_step']}: {out['loss_at_step']:.6f}"
+                          f"{_interval_text(out, 'loss_at_step')}", highlight=False)
     if "runs" in out:
         table = Table(title="observed vs predicted")
         for c in ("run", "points", "R²", "MAE", "RMSE", "final obs", "final pred"):
@@ -281,24 +401,40 @@ def compare(
     set_: Optional[List[str]] = SetOpt,
     law_opt: Optional[List[str]] = LawOptOpt,
     law_file: Optional[List[str]] = LawFileOpt,
-    at: Optional[int] = typer.Option(None, "--at", help="Compare the loss at this step instead of the last."),
+    at: Optional[str] = typer.Option(None, "--at", help="Compare the loss at this step instead of the last."),
     ci: Optional[float] = CiOpt,
     plot: Optional[str] = PlotOpt,
+    force: bool = ForceOpt,
     json_out: bool = JsonOpt,
 ):
     """Final (or --at step) predicted loss of several schedules, ranked, with intervals."""
-    from ..schedule import compare_schedules
+    from ..schedule import check_memory, check_step, compare_schedules, curve_bytes, lr_bytes
 
-    p = _params(fit_path, law, reference, set_, law_opt, law_file, ci)
+    _check_ci(ci)
+    at = _whole(at, "--at", 0)
+    if plot:
+        from ..plot import check_plot_path
+
+        check_plot_path(plot, force)
     scheds = _schedules(schedule, lr_table, run)
-    rows = compare_schedules(p.law, p.theta, scheds, draws=p.draws, ci=p.ci, at=at)
+    if at is not None:
+        for name, sched in scheds.items():
+            check_step(at, _n_steps(sched), schedule=name)
+    p = _params(fit_path, law, reference, set_, law_opt, law_file, ci)
+    n_draws = 0 if p.draws is None else len(p.draws)
+    sizes = [_n_steps(sched) for sched in scheds.values()]
+    check_memory(sum(8 * T for T in sizes) + max(lr_bytes(T) + curve_bytes(p.law, T, 1, max(n_draws, 1)) for T in sizes),
+                 f"{len(sizes)} schedule(s) of up to {max(sizes):,} steps")
+    scheds = _dense(scheds)
+    with _Progress() as bar:
+        rows = compare_schedules(p.law, p.theta, scheds, draws=p.draws, ci=p.ci, at=at, progress=bar.update)
     for r in rows:
         r.pop("samples", None)
     horizon = p.horizon_warnings(scheds)
     if plot:
         from ..plot import plot_schedules
 
-        plot_schedules(p.law, p.theta, scheds, plot)
+        plot_schedules(p.law, p.theta, scheds, plot, force=force)
     if json_out:
         emit_json({**p.to_dict(), "ci": p.ci, "schedules": rows, "warnings": horizon})
         return
@@ -341,7 +477,9 @@ def optimize(
     law_opt: Optional[List[str]] = LawOptOpt,
     law_file: Optional[List[str]] = LawFileOpt,
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the schedule as CSV (step,lr)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out and --plot if they exist."),
+    time_limit: float = typer.Option(60.0, "--time-limit", help="Seconds for the whole search (WSD grid, cosine, "
+                                     "free-form optimiser, intervals); cut short, each part keeps its best."),
     ci: Optional[float] = CiOpt,
     plot: Optional[str] = PlotOpt,
     json_out: bool = JsonOpt,
@@ -351,55 +489,85 @@ def optimize(
 
     import numpy as np
 
+    from .._io import refuse_overwrite
     from ..errors import DataError
-    from ..schedule import _interval, optimize_schedule, search_cosine, search_wsd
-    from ..units import parse_count
+    from ..schedule import (
+        MAX_PEAK,
+        MAX_STEPS,
+        Budget,
+        _interval,
+        check_memory,
+        optimize_bytes,
+        optimize_schedule,
+        parse_schedule,
+        search_cosine,
+        search_wsd,
+    )
 
-    T = parse_count(steps, "--steps")
-    W = parse_count(warmup, "--warmup")
-    if T != int(T) or W != int(W) or T < 2 or W < 0:
-        raise DataError(f"--steps and --warmup must be whole numbers of steps (got {steps}, {warmup})")
-    T, W = int(T), int(W)
-    if not peak > 0:
-        raise DataError(f"--peak must be positive, got {peak}")
+    # Every option is checked before any work.
+    T, W = _whole(steps, "--steps", 2), _whole(warmup, "--warmup", 0)
+    if T > MAX_STEPS:
+        raise DataError(f"--steps {steps}: too large for a step count (at most 2**53)")
+    if W > T - 2:
+        raise DataError(f"--warmup {warmup}: the warm-up must leave at least 2 of the {T:,} steps (--steps {steps})")
+    if not (math.isfinite(peak) and 0 < peak <= MAX_PEAK):
+        raise DataError(f"--peak {peak:g}: the peak LR must be a positive number up to {MAX_PEAK:g}")
+    if not (math.isfinite(floor) and 0 <= floor < peak):
+        raise DataError(f"--floor {floor:g}: the lowest LR must lie in [0, peak={peak:g})")
+    if not (math.isfinite(warmup_start) and 0 <= warmup_start <= 1):
+        raise DataError(f"--warmup-start {warmup_start:g}: a fraction of the peak in [0, 1]")
     if family not in ("free", "wsd"):
         raise DataError(f"--family '{family}': use free or wsd")
-    if out and Path(out).exists() and not force:
-        raise DataError(f"{out}: already exists; pass --force to overwrite it")
-    if out and Path(out).suffix.lower() not in (".csv", ".txt"):
-        raise DataError(f"--out {out}: the schedule is written as CSV; use a .csv file name")
+    _check_ci(ci)
+    Budget(time_limit)  # checks --time-limit
+    if out:
+        if Path(out).suffix.lower() not in (".csv", ".txt"):
+            raise DataError(f"--out {out}: the schedule is written as CSV; use a .csv file name")
+        refuse_overwrite(out, force)
+    if plot:
+        from ..plot import check_plot_path
+
+        check_plot_path(plot, force)
+    check_memory(optimize_bytes(T), f"--steps {steps}")
     p = _params(fit_path, law, reference, set_, law_opt, law_file, ci)
+    if family == "free" and not hasattr(p.law, "final_loss_grad"):
+        raise DataError(f"law '{p.law.name}' has no final-loss gradient; use the WSD search (--family wsd)")
     kw = dict(peak=peak, steps=T, warmup=W, warmup_start=warmup_start, floor=floor)
-    if not 0 <= floor < peak:
-        raise DataError(f"--floor ({floor:g}) must lie in [0, peak={peak:g})")
-    if family == "free":
-        res = optimize_schedule(p.law, p.theta, **kw)
-        eta, result = res.lr, res.to_dict()
-        wsd_spec, cos_spec = res.best_wsd[0], res.best_cosine[0]
-    else:
-        import time
-
-        t0 = time.perf_counter()
-        wsd, wsd_loss = search_wsd(p.law, p.theta, **kw)
-        cos, cos_loss = search_cosine(p.law, p.theta, **kw)
-        eta = wsd.lr()
-        result = {"final_loss": wsd_loss, "best_wsd": {"schedule": str(wsd), "final_loss": wsd_loss},
-                  "best_cosine": {"schedule": str(cos), "final_loss": cos_loss}, "gain_vs_wsd": 0.0,
-                  "gain_vs_cosine": wsd_loss - cos_loss, "seconds": time.perf_counter() - t0, "spec": str(wsd),
-                  "end_lr": float(eta[-1]), "peak": peak, "warmup": W, "steps": T, "floor": floor}
-        wsd_spec, cos_spec = str(wsd), str(cos)
-    monotone = bool(np.all(np.diff(eta[W:]) <= 0))
-    result.update(monotone=monotone, starts_at_peak=bool(eta[W] == peak), family=family,
-                  warnings=p.horizon_warnings({"the optimised schedule": eta}))
-    if p.draws is not None and len(p.draws) >= 2:
-        from ..schedule import parse_schedule
-
-        finals = {k: p.law.curve(p.draws, e, [T - 1])[:, 0]
-                  for k, e in (("optimized", eta), ("wsd", parse_schedule(wsd_spec).lr()),
-                               ("cosine", parse_schedule(cos_spec).lr()))}
-        result["final_loss_interval"] = _interval(finals["optimized"], p.ci)
-        result["gain_vs_wsd_interval"] = _interval(finals["optimized"] - finals["wsd"], p.ci)
-        result["gain_vs_cosine_interval"] = _interval(finals["optimized"] - finals["cosine"], p.ci)
+    with _Progress() as bar:
+        budget = Budget(time_limit, bar.update)
+        if family == "free":
+            res = optimize_schedule(p.law, p.theta, **kw, budget=budget)
+            eta, result = res.lr, res.to_dict()
+            wsd_spec, cos_spec = res.best_wsd[0], res.best_cosine[0]
+        else:
+            wsd, wsd_loss = search_wsd(p.law, p.theta, **kw, budget=budget)
+            cos, cos_loss = search_cosine(p.law, p.theta, **kw, budget=budget)
+            eta = wsd.lr()
+            result = {"final_loss": wsd_loss, "best_wsd": {"schedule": str(wsd), "final_loss": wsd_loss},
+                      "best_cosine": {"schedule": str(cos), "final_loss": cos_loss}, "gain_vs_wsd": 0.0,
+                      "gain_vs_cosine": wsd_loss - cos_loss, "seconds": budget.elapsed(), "spec": str(wsd),
+                      "end_lr": float(eta[-1]), "peak": peak, "warmup": W, "steps": T, "floor": floor,
+                      "success": not budget.stopped, "message": budget.message or "searched the whole grid"}
+            wsd_spec, cos_spec = str(wsd), str(cos)
+        monotone = bool(np.all(np.diff(eta[W:]) <= 0))
+        result.update(monotone=monotone, starts_at_peak=bool(eta[W] == peak), family=family, time_limit=time_limit,
+                      warnings=p.horizon_warnings({"the optimised schedule": eta}))
+        if budget.stopped:
+            warn(budget.message)
+        if p.draws is not None and len(p.draws) >= 2:
+            if budget.over():
+                result["warnings"].append(f"no intervals: the time limit ({time_limit:g} s) was reached first")
+                warn(result["warnings"][-1])
+            else:
+                finals = {}
+                for i, (k, e) in enumerate((("optimized", eta), ("wsd", parse_schedule(wsd_spec).lr()),
+                                            ("cosine", parse_schedule(cos_spec).lr()))):
+                    finals[k] = p.law.curve(p.draws, e, [T - 1])[:, 0]
+                    bar.update("intervals", i + 1, 3)
+                result["final_loss_interval"] = _interval(finals["optimized"], p.ci)
+                result["gain_vs_wsd_interval"] = _interval(finals["optimized"] - finals["wsd"], p.ci)
+                result["gain_vs_cosine_interval"] = _interval(finals["optimized"] - finals["cosine"], p.ci)
+        result["seconds"] = budget.elapsed()
     if out:
         from ..schedule import write_schedule_csv
 
@@ -407,11 +575,10 @@ def optimize(
     result["schedule"] = str(out) if out else None
     if plot:
         from ..plot import plot_schedules
-        from ..schedule import parse_schedule
 
         plot_schedules(p.law, p.theta, {"optimized": eta, "best WSD": parse_schedule(wsd_spec).lr(),
                                         "best cosine": parse_schedule(cos_spec).lr()}, plot,
-                       highlight="optimized", title=f"{p.source}: schedule minimising the final loss")
+                       highlight="optimized", title=f"{p.source}: schedule minimising the final loss", force=force)
     result.update(p.to_dict())
     if json_out:
         emit_json(result)
