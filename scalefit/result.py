@@ -123,6 +123,10 @@ def _interval_text(settings: dict, ci: float, draws) -> str:
     return f"{ci:.0%} bootstrap percentile over {len(draws)} run resamples"
 
 
+def _num(x, digits: int) -> str:
+    return f"{x:.{digits}g}" if isinstance(x, (int, float)) and math.isfinite(x) else "–"
+
+
 def _finite_or_none(x) -> float | None:
     if x is None:
         return None
@@ -327,6 +331,58 @@ class FitResult:
         from .fitfile import write
 
         return write(path, self.to_dict(), self.draws, self.param_names, force=force)
+
+    def report(self) -> str:
+        """The fit as plain text in lmfit's familiar sections: what was fitted, the variables with their
+        intervals, fit statistics, and every warning (a failed fit says so first)."""
+        d, ci = self.diagnostics, self.ci
+        lines = [f"[[Model]]\n    {self.law.name}: {self.law.formula}"]
+        if not self.success:
+            lines.append(f"    FIT FAILED: {d.get('message', '')} -- the values below are not estimates")
+        lines.append("[[Fit Statistics]]")
+        for label, value in (("runs / points", f"{self.n_runs} / {self.n_points}"),
+                             ("objective", f"{self.objective:.6g} ({self.settings.get('loss', 'huber')}, "
+                                           f"delta={self.settings.get('delta', float('nan')):g})"),
+                             ("RMSE (log loss)", _num(d.get("rmse_log"), 4)), ("R² (log loss)", _num(d.get("r2_log"), 5)),
+                             ("starts", f"{d.get('n_starts')} evaluated, {d.get('n_refined')} refined, "
+                                        f"{d.get('n_converged_best')} reached the best objective"),
+                             ("intervals", d.get("interval", ""))):
+            lines.append(f"    {label:<17} = {value}")
+        lines.append("[[Variables]]")
+        width = max(len(n) for n in self.params)
+        for name, e in self.params.items():
+            text = f"    {name:<{width}}: {e.value:.6g}"
+            if e.low is not None and e.high is not None and self.success:
+                text += f"  [{e.low:.5g}, {e.high:.5g}] ({ci:.0%})"
+            if e.stderr is not None and self.success:
+                text += f"  +/- {e.stderr:.3g}"
+            notes = [e.status] if e.status != "free" else []
+            notes += ["at bound"] if e.at_bound else []
+            lines.append(text + (f"  ({', '.join(notes)})" if notes else ""))
+        if d.get("warnings"):
+            lines.append("[[Warnings]]")
+            lines.extend(f"    {w}" for w in d["warnings"])
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the parameter table and the fit statistics (all text escaped)."""
+        from html import escape
+
+        d, ci = self.diagnostics, self.ci
+        rows = "".join(
+            f"<tr><td>{escape(n)}</td><td>{e.value:.6g}</td><td>"
+            + (f"[{e.low:.5g}, {e.high:.5g}]" if e.low is not None and e.high is not None and self.success else "–")
+            + f"</td><td>{escape(e.status + (' · at bound' if e.at_bound else '')) if e.status != 'free' or e.at_bound else ''}"
+            "</td></tr>" for n, e in self.params.items())
+        head = escape(f"{self.law.name}: {self.law.formula}")
+        if not self.success:
+            head = f"<b style='color:#b00'>FIT FAILED</b> ({escape(str(d.get('message', '')))}) — " + head
+        warns = "".join(f"<li>{escape(str(w))}</li>" for w in d.get("warnings", []))
+        return (f"<div><p>{head}</p><table><thead><tr><th>parameter</th><th>value</th><th>{ci:.0%} interval</th>"
+                f"<th>note</th></tr></thead><tbody>{rows}</tbody></table>"
+                f"<p>{self.n_runs} runs, {self.n_points} points · objective {self.objective:.6g} · "
+                f"R² (log loss) {_num(d.get('r2_log'), 5)} · {escape(str(d.get('interval', '')))}</p>"
+                + (f"<ul>{warns}</ul>" if warns else "") + "</div>")
 
     def __repr__(self) -> str:
         body = ", ".join(f"{n}={e.value:.5g}" for n, e in self.params.items())

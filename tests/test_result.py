@@ -67,3 +67,21 @@ def test_non_finite_values_are_written_as_null(example_fit, tmp_path):
     path = result.save(tmp_path / "fit.json")
     assert json.loads(path.read_text())["diagnostics"]["r2_log"] is None
     np.testing.assert_array_equal(load_fit(path).theta, example_fit.theta)
+
+
+def test_report_and_notebook_view(example_fit):
+    """report() has lmfit's sections with every parameter and its interval; the HTML view escapes names."""
+    text = example_fit.report()
+    for section in ("[[Model]]", "[[Fit Statistics]]", "[[Variables]]"):
+        assert section in text
+    for name, e in example_fit.params.items():
+        assert f"{name}" in text and f"{e.value:.6g}" in text
+    html = example_fit._repr_html_()
+    assert html.startswith("<div>") and "<table>" in html and "95% interval" in html
+    import copy
+
+    failed = copy.copy(example_fit)
+    failed.diagnostics = {**example_fit.diagnostics, "success": False, "message": "<script>x</script>",
+                          "warnings": ["<b>w</b>"]}
+    assert "FIT FAILED" in failed.report() and "<script>" not in failed._repr_html_()
+    assert "[" not in failed.report().split("[[Variables]]")[1].split("\n")[1]  # no interval on a failed fit
