@@ -11,6 +11,7 @@ the points it was fitted to), held-out error, fitted parameters and wall time.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,21 @@ def parse_holdout(spec: str) -> int:
     return int(m.group(1) or 1)
 
 
+def check_min_tokens(min_tokens: float | None) -> None:
+    if min_tokens is not None and not (isinstance(min_tokens, (int, float)) and math.isfinite(min_tokens)
+                                       and min_tokens > 0):
+        raise DataError(f"--min-tokens {min_tokens}: must be a positive number of tokens")
+
+
+def _check_fit_options(fit_fn: Callable | None, fit_kw: dict) -> None:
+    """The core fitter's options are refused before any split is made or law fitted."""
+    if fit_fn is None:
+        from .fit import check_options
+
+        known = ("loss", "delta", "n_bootstrap", "ci", "seed", "jobs", "backend", "interval")
+        check_options(**{k: v for k, v in fit_kw.items() if k in known})
+
+
 @dataclass
 class Split:
     train: np.ndarray  # boolean row masks over the dataset
@@ -70,6 +86,7 @@ def holdout_split(
     k = parse_holdout(holdout) if isinstance(holdout, str) else int(holdout)
     if by not in ("params", "compute"):
         raise DataError(f"--holdout-by '{by}': use 'params' or 'compute'")
+    check_min_tokens(min_tokens)
     runs = data.run_codes
     n_runs = runs.max() + 1
     checkpoints = np.bincount(runs).max() > 1
@@ -180,6 +197,7 @@ def backtest(
     **fit_kw,
 ) -> dict:
     """Fit ``law`` without the largest models and score it: in-range and held-out ARE."""
+    _check_fit_options(fit_fn, fit_kw)
     split = holdout_split(data, holdout, by, min_tokens=min_tokens)
     train = data.subset(split.train)
     law.check_identifiable(train)
@@ -207,6 +225,7 @@ def compare(
     **fit_kw,
 ) -> list[dict]:
     """One backtest row per law on the same split (laws must share the data's columns)."""
+    _check_fit_options(fit_fn, fit_kw)
     rows = []
     for law in laws:
         if progress is not None:

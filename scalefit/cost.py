@@ -64,9 +64,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -112,6 +110,57 @@ DEFAULT_VOCAB = 32_000
 DEFAULT_SEQ_LEN = 2048
 DEFAULT_BATCH_TOKENS = 4 * 1024 * 1024  # ~4M tokens per optimizer step (LLaMA)
 DEFAULT_MICRO_TOKENS = 4096  # tokens per device per forward/backward pass (2 sequences of 2048)
+
+# What a cost question may accept: far beyond today's largest runs, yet small enough that every derived
+# number (hours, FLOPs, dollars) stays finite -- ``--tokens 1e308`` overflowed 6ND, ``--hours 1e-300`` and
+# ``--gpus 1e10`` gave absurd figures without a word. Budgets below one optimizer step are allowed (a
+# warning says so); tokens and FLOPs have no lower bound but zero, as smaller budgets only mean partial steps.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "params": (1.0, 1e16, "parameters"),
+    "tokens": (0.0, 1e24, "tokens"),
+    "flops": (0.0, 1e41, "FLOPs"),
+    "hours": (1e-6, 1e10, "hours"),  # 3.6 ms to about a million years
+    "gpu_hours": (1e-6, 1e16, "device-hours"),
+    "dollars": (1e-6, 1e18, "dollars"),
+    "gpus": (1, 10_000_000, "devices"),
+    "price_per_gpu_hour": (1e-6, 1e6, "per device-hour"),
+    "seq_len": (1, 100_000_000, "tokens"),
+    "vocab": (1, 100_000_000, "tokens"),
+    "batch": (1, 1e12, "sequences"),
+    "d_model": (1, 10_000_000, ""),
+    "layers": (1, 1_000_000, ""),
+    "heads": (1, 10_000_000, ""),
+    "d_ff": (1, 100_000_000, ""),
+    "peak_tflops": (1e-6, 1e9, "TFLOP/s"),
+    "hbm_gbps": (1e-6, 1e9, "GB/s"),
+    "net_gbps": (1e-6, 1e9, "GB/s"),
+    "hbm_gb": (1e-6, 1e9, "GB"),
+}
+LONG_HOURS = 1e5  # beyond ~11 years of wall clock a warning says how long that is
+
+
+def check_range(name: str, value, flag: str | None = None) -> None:
+    """One DataError naming ``flag`` (default ``--name``) when ``value`` is not a finite number inside
+    ``RANGES[name]``."""
+    lo, hi, unit = RANGES[name]
+    flag = flag or f"--{name.replace('_', '-')}"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{flag} {value!r}: must be a number") from None
+    if not (math.isfinite(x) and x > 0):
+        raise DataError(f"{flag} {value}: must be a positive number")
+    if not lo <= x <= hi:
+        span = f"{lo:g} to {hi:g}" if lo > 0 else f"at most {hi:g}"
+        raise DataError(f"{flag} {x:g}: outside the range scalefit accepts ({span}{' ' + unit if unit else ''})")
+
+
+def _check_finite(what: str, **values) -> None:
+    """A result that overflowed or is not a number is an error, never output."""
+    bad = [k for k, v in values.items() if v is not None and not math.isfinite(float(v))]
+    if bad:
+        raise DataError(f"{what}: {', '.join(bad)} came out as {values[bad[0]]} (the inputs are beyond what the model "
+                        f"can compute); check the sizes and budget")
 
 
 # =====================================================================================  hardware
@@ -232,10 +281,10 @@ def get_hardware(
             )
         hw = _row_to_hardware(row)
     changes: dict[str, Any] = {}
-    for value, what in ((peak_tflops, "--peak-tflops"), (hbm_gbps, "--hbm-gbps"), (net_gbps, "--net-gbps"),
-                        (hbm_gb, "--hbm-gb")):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise DataError(f"{what} {value}: must be a positive number")
+    for value, what in ((peak_tflops, "peak_tflops"), (hbm_gbps, "hbm_gbps"), (net_gbps, "net_gbps"),
+                        (hbm_gb, "hbm_gb")):
+        if value is not None:
+            check_range(what, value)
     if peak_tflops is not None:
         changes["peak_flops"] = peak_tflops * 1e12
     if hbm_gbps is not None:
@@ -280,8 +329,9 @@ class Shape:
     def validate(self, gpus: int = 1) -> "Shape":
         for name in ("d_model", "layers", "heads", "d_ff", "vocab", "seq_len", "batch"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, np.integer)) and value >= 1):
+            if isinstance(value, bool) or not (isinstance(value, (int, np.integer)) and value >= 1):
                 raise DataError(f"--{name.replace('_', '-')} {value}: must be a positive whole number")
+            check_range(name, value)
         if self.d_model % self.heads:
             raise DataError(
                 f"--d-model {self.d_model} is not divisible by --heads {self.heads}; "
@@ -357,8 +407,8 @@ def conventional_shape(
     (e = 1 tied, 2 untied), round layers = d / aspect to a whole number (at least 1), then solve
     12 L d^2 + e V d = params for d at that depth and round d to the nearest multiple of 128.
     """
-    if not (math.isfinite(params) and params > 0):
-        raise DataError(f"--params {params}: must be a positive number")
+    check_range("params", params)
+    check_range("vocab", vocab)
     e = 1.0 if tie_embeddings else 2.0
     roots = np.roots([12.0 / aspect, 0.0, e * vocab, -params])
     d_cont = float(max(r.real for r in roots if abs(r.imag) < 1e-6 * max(1.0, abs(r.real))))
@@ -375,12 +425,21 @@ def conventional_shape(
 def check_gpus(gpus) -> int:
     if isinstance(gpus, bool) or not isinstance(gpus, (int, np.integer)) or gpus < 1:
         raise DataError(f"--gpus {gpus}: must be a positive whole number")
+    check_range("gpus", gpus)
     return int(gpus)
+
+
+def check_seq_len(seq_len) -> int:
+    if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
+        raise DataError(f"--seq-len {seq_len}: must be a positive whole number of tokens")
+    check_range("seq_len", seq_len)
+    return int(seq_len)
 
 
 def default_batch(seq_len: int, gpus: int) -> int:
     """~4M tokens per step (LLaMA's batch), at least one sequence per device, a multiple of ``gpus``."""
     check_gpus(gpus)
+    check_seq_len(seq_len)
     seqs = max(1, round(DEFAULT_BATCH_TOKENS / seq_len))
     return int(max(gpus, math.ceil(seqs / gpus) * gpus))
 
@@ -596,17 +655,25 @@ class CostModel:
             raise DataError(f"{source}: not a scalefit cost model ({exc}); make one with `scalefit cost calibrate`") from None
 
     def save(self, path: str | Path, force: bool = False) -> Path:
-        return write_json_atomic(path, self.to_dict(), force=force)
+        """Write cost.json through the one atomic writer (same mode and overwrite rules as every artefact)."""
+        from ._io import atomic_write, json_safe
+
+        return atomic_write(path, json.dumps(json_safe(self.to_dict()), indent=2) + "\n", force=force)
 
     @classmethod
     def load(cls, path: str | Path) -> "CostModel":
+        from ._io import check_input_file
+
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise DataError(f"{path}: no such cost model file; make one with `scalefit cost calibrate`")
+        check_input_file(path, "cost model file", "fit_json_bytes")  # a regular file of sane size (not a FIFO)
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: not valid JSON ({exc})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise DataError(f"{path}: not valid JSON ({str(exc)[:200] or 'nested too deeply'})") from None
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read the cost model file ({exc.strerror or exc})") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}: expected a JSON object written by `scalefit cost calibrate`")
         return cls.from_dict(obj, str(path))
@@ -700,10 +767,15 @@ def estimate(
     if budget not in BUDGET_KINDS:
         raise DataError(f"budget '{budget}': use one of {', '.join(BUDGET_KINDS)}")
     check_gpus(gpus)
-    if not (math.isfinite(value) and value > 0):
+    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
         raise DataError(f"--{budget.replace('_', '-')} {value}: a budget must be a positive number")
+    check_range(budget, value)
     if price_per_gpu_hour is not None and not (math.isfinite(price_per_gpu_hour) and price_per_gpu_hour > 0):
         raise DataError(f"--price-per-gpu-hour {price_per_gpu_hour}: must be a positive number")
+    if price_per_gpu_hour is not None:
+        check_range("price_per_gpu_hour", price_per_gpu_hour)
+    if params is not None:
+        check_range("params", params)
     if budget == "dollars" and price_per_gpu_hour is None:
         raise DataError("--dollars needs --price-per-gpu-hour to turn money into device-hours")
     shape.validate(gpus)
@@ -722,7 +794,21 @@ def estimate(
         tokens = hours * 3600.0 * tps
     hours = tokens / tps / 3600.0
     gpu_hours = hours * gpus
+    dollars = gpu_hours * price_per_gpu_hour if price_per_gpu_hour is not None else None
+    _check_finite("the cost estimate", step_time_s=t_step, tokens=tokens, hours=hours, gpu_hours=gpu_hours,
+                  flops=6.0 * n_params * tokens, dollars=dollars)
+    if not t_step > 0:
+        raise DataError(f"the step time came out as {t_step:g} s; check --mfu, --calibration and the hardware figures")
+    hi = RANGES["tokens"][1]
+    if budget != "tokens" and not tokens <= hi:
+        raise DataError(f"--{budget.replace('_', '-')} {value:g} buys {tokens:.3g} tokens, beyond the {hi:g} tokens "
+                        f"scalefit accepts")
     warnings = []
+    if hours > LONG_HOURS:
+        warnings.append(f"the run takes {hours:.3g} hours of wall clock, about {hours / 8766:.3g} years")
+    if tokens < feats["tokens_per_step"]:
+        warnings.append(f"the budget covers {tokens / feats['tokens_per_step']:.3g} of one optimizer step "
+                        f"({feats['tokens_per_step']:.3g} tokens); the figures are for a partial step")
     hbm = hardware.hbm_bytes
     if hbm and feats["memory_bytes"] > hbm:
         warnings.append(
@@ -739,7 +825,7 @@ def estimate(
     return Estimate(
         hours=hours, gpu_hours=gpu_hours, step_time_s=t_step, tokens_per_s=tps, tokens=tokens,
         flops=6.0 * n_params * tokens, mfu=6.0 * n_params * tps / (gpus * hardware.peak_flops),
-        dollars=gpu_hours * price_per_gpu_hour if price_per_gpu_hour is not None else None,
+        dollars=dollars,
         model=shape.to_dict(), calibrated=bool(getattr(time_model, "calibrated", False)),
         steps=tokens / feats["tokens_per_step"], params=n_params, gpus=int(gpus), hardware=hardware.name,
         time_model=time_model.label, budget={"kind": budget, "value": value},
@@ -863,6 +949,14 @@ def _fit_and_score(X, y, folds, seed):
     return b0, beta, in_sample, _metrics(y, held)
 
 
+def check_calibration_options(*, folds: int = 5, seed: int = 0) -> None:
+    """``folds`` a whole number >= 2 (fewer rows than folds use one row per fold) and ``seed`` >= 0."""
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise DataError(f"--folds {folds}: k-fold cross-validation needs a whole number of folds >= 2")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"--seed {seed}: the seed must be a whole number >= 0")
+
+
 def calibrate(frame, hardware: Hardware, *, source: str = "<timings>", folds: int = 5, seed: int = 0) -> CostModel:
     """Fit t_step = b0 + sum_g beta_g group_g by non-negative least squares to measured step times.
 
@@ -872,6 +966,7 @@ def calibrate(frame, hardware: Hardware, *, source: str = "<timings>", folds: in
     FLOP-only model t = b0 + beta_F FLOPs is fitted to the same timings; both are scored in sample and by
     k-fold cross-validation (held-out error), in ``diagnostics``.
     """
+    check_calibration_options(folds=folds, seed=seed)
     feats, y = timings_features(frame, hardware, source)
     G = group_matrix(feats)
     names = list(GROUPS)
@@ -1015,6 +1110,9 @@ def predict_loss(law, theta, draws, params, tokens, level: float = 0.9) -> dict[
         out["low"], out["high"] = np.nanpercentile(preds, [tail, 100.0 - tail], axis=0)
     if np.ndim(params) == 0:
         out = {k: (float(np.asarray(v).ravel()[0]) if v is not None and k != "level" else v) for k, v in out.items()}
+        if not math.isfinite(out["value"]) or (out["low"] is not None and not (
+                math.isfinite(out["low"]) and math.isfinite(out["high"]))):
+            out["low"] = out["high"] = None  # never an interval beside a value that is not a number
     return out
 
 
@@ -1106,10 +1204,16 @@ def time_budget_search(
         raise DataError(f"aspect range {aspect_range}: need 0 < low < high")
     if not (math.isfinite(hours) and hours > 0):
         raise DataError(f"--hours {hours}: a time budget must be a positive number")
+    check_range("hours", hours)
     check_gpus(gpus)
+    check_seq_len(seq_len)
+    check_range("vocab", vocab)
+    if not (math.isfinite(flop_mfu) and 0 < flop_mfu <= 1):
+        raise DataError(f"--flop-mfu {flop_mfu}: must be a fraction in (0, 1], e.g. 0.4")
     time_model = time_model or CostModel.roofline(hardware)
     if batch is None:
         batch = default_batch(seq_len, gpus)
+    check_range("batch", batch)
     if batch < gpus:
         raise DataError(f"--batch {batch} sequences over --gpus {gpus}: need at least one sequence per device")
     seconds = hours * 3600.0
@@ -1131,8 +1235,12 @@ def time_budget_search(
     loss_time = law.predict(theta, _law_design(law, n_law, tokens_time))[0]
     tokens_flop = compute / (6.0 * feats["params_total"])
     loss_flop = law.predict(theta, _law_design(law, n_law, tokens_flop))[0]
-    i_best = _pick(loss_time, aspect, tol)
-    i_flop = _pick(loss_flop, aspect, tol)
+    for what, loss in (("in the time budget", loss_time), ("by FLOP reasoning", loss_flop)):
+        if not np.isfinite(loss).any():
+            raise DataError(f"law '{law.name}' gives no finite loss for any shape {what} ({hours:g} hours on "
+                            f"{gpus} devices); the budget is far outside what the law describes")
+    i_best = _pick(np.where(np.isfinite(loss_time), loss_time, np.nan), aspect, tol)
+    i_flop = _pick(np.where(np.isfinite(loss_flop), loss_flop, np.nan), aspect, tol)
 
     def describe(i):
         shape = Shape(int(D[i]), int(L[i]), int(D[i] // HEAD_DIM), int(F[i]), vocab, seq_len, int(batch),
@@ -1161,39 +1269,3 @@ def time_budget_search(
         flop_baseline=f"C = {compute:.3g} FLOPs (hours x gpus x peak x {flop_mfu:.0%} MFU), tokens = C / 6N",
         grid_size=int(D.size),
     )
-
-
-# =====================================================================================  files
-def _jsonable(value: Any) -> Any:
-    """numpy scalars/arrays -> JSON types; NaN and inf -> null (JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
-def write_json_atomic(path: str | Path, obj: Any, *, force: bool = False) -> Path:
-    """Write JSON to ``path`` through a temp file and os.replace; refuse to overwrite without ``force``."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise DataError(f"{path}: already exists; pass --force to overwrite it")
-    if path.parent and not path.parent.exists():
-        raise DataError(f"{path}: folder {path.parent} does not exist")
-    text = json.dumps(_jsonable(obj), indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent or "."))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path

@@ -14,16 +14,20 @@ run as one vectorised iteratively-reweighted Levenberg-Marquardt over a batch of
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
 from .errors import ConvergenceWarning, DataError, FitError
 from .law import Law
+from .limits import enforce
 
 LOSSES = ("huber", "lsq", "l1")
 _L1_EPS = 1e-9  # absolute error is Huber with a vanishing width: smooth enough for the solver
@@ -219,20 +223,38 @@ def block_size(n: int, q: int) -> int:
 
 
 def solve_batch(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = None, *,
-                max_iter: int = 200, ftol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Solve a batch of independent starts in cache- and memory-sized blocks; see :func:`_solve_block`."""
+                max_iter: int = 200, ftol: float = 1e-12,
+                progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Solve a batch of independent starts in cache- and memory-sized blocks; see :func:`_solve_block`.
+
+    ``progress(done, total)`` hears every iteration: total = blocks x ``max_iter``; a block that converges
+    early jumps to its end.
+    """
     k = len(u0)
     block = block_size(problem.n, u0.shape[1])
+    n_blocks = max(1, math.ceil(k / block))
+    total = n_blocks * max_iter
+
+    def tick(b):
+        if progress is None:
+            return None
+        return lambda it: progress(b * max_iter + it, total)
+
     if k <= block:
-        return _solve_block(problem, u0, weights, max_iter=max_iter, ftol=ftol)
-    w = None if weights is None else np.broadcast_to(weights, (k, problem.n))
-    parts = [_solve_block(problem, u0[i : i + block], None if w is None else w[i : i + block],
-                          max_iter=max_iter, ftol=ftol) for i in range(0, k, block)]
-    return tuple(np.concatenate(x) for x in zip(*parts))
+        out = _solve_block(problem, u0, weights, max_iter=max_iter, ftol=ftol, on_iter=tick(0))
+    else:
+        w = None if weights is None else np.broadcast_to(weights, (k, problem.n))
+        parts = [_solve_block(problem, u0[i : i + block], None if w is None else w[i : i + block],
+                              max_iter=max_iter, ftol=ftol, on_iter=tick(i // block)) for i in range(0, k, block)]
+        out = tuple(np.concatenate(x) for x in zip(*parts))
+    if progress is not None:
+        progress(total, total)
+    return out
 
 
 def _solve_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = None, *,
-                 max_iter: int = 200, ftol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 max_iter: int = 200, ftol: float = 1e-12,
+                 on_iter: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Iteratively reweighted, damped Gauss-Newton (Levenberg-Marquardt) for k problems at once.
 
     Each row of ``u0`` is an independent start; ``weights`` is (n,) or (k, n) (bootstrap multiplicity
@@ -248,10 +270,12 @@ def _solve_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = 
     converged = np.zeros(k, dtype=bool)
     active = np.isfinite(f)
     eye = np.eye(q)
-    for _ in range(max_iter):
+    for it in range(max_iter):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
+        if on_iter is not None:
+            on_iter(it)
         ua, wa = u[idx], w_all[idx]
         r, J = problem.residuals_and_jac(ua)
         bad = np.zeros(idx.size, dtype=bool)
@@ -285,14 +309,24 @@ def _solve_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = 
     return u, f, converged
 
 
-def _polish(problem: Problem, u: np.ndarray) -> np.ndarray:
-    """scipy's trust-region least squares with loss='huber': the same objective, handled exactly at bounds."""
+_POLISH_NFEV = 2000  # most residual evaluations one polish may spend
+
+
+def _polish(problem: Problem, u: np.ndarray, on_eval: Callable[[int], None] | None = None) -> np.ndarray:
+    """scipy's trust-region least squares with loss='huber': the same objective, handled exactly at bounds.
+
+    ``on_eval(n)`` hears the number of residual evaluations so far (at most ``_POLISH_NFEV``).
+    """
     from scipy.optimize import least_squares
 
     loss = problem.loss
     sw = np.sqrt(problem.w)
+    calls = [0]
 
     def fun(x):
+        calls[0] += 1
+        if on_eval is not None:
+            on_eval(calls[0])
         return sw * np.nan_to_num(problem.residuals(x[None])[0], nan=1e3)
 
     def jac(x):
@@ -310,7 +344,8 @@ def _polish(problem: Problem, u: np.ndarray) -> np.ndarray:
             warnings.simplefilter("ignore", RuntimeWarning)
             res = least_squares(fun, x0, jac=jac, bounds=(lo, hi), loss=kind,
                                 f_scale=loss.delta if loss.kind == "huber" else 1.0,
-                                method="trf", x_scale="jac", ftol=1e-15, xtol=1e-15, gtol=1e-15, max_nfev=2000)
+                                method="trf", x_scale="jac", ftol=1e-15, xtol=1e-15, gtol=1e-15,
+                                max_nfev=_POLISH_NFEV)
     except (ValueError, np.linalg.LinAlgError):
         return u
     return res.x if np.all(np.isfinite(res.x)) else u
@@ -325,8 +360,18 @@ class StartReport:
     best_objective: float
 
 
-def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, polish: int = 4) -> tuple[np.ndarray, float, StartReport]:
-    """All starts in one batch, pruned by successive halving, the finalists run to convergence."""
+def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, polish: int = 4,
+               progress: Callable[[str, int, int], None] | None = None) -> tuple[np.ndarray, float, StartReport]:
+    """All starts in one batch, pruned by successive halving, the finalists run to convergence.
+
+    ``progress(stage, done, total)`` hears each stage as it advances: "starts" (screening the grid),
+    "refine" (the finalists run to convergence) and "polish" (scipy on the best few minima).
+    """
+    def report(stage):
+        if progress is None:
+            return None
+        return lambda done, total: progress(stage, done, total)
+
     block = block_size(problem.n, starts.shape[1])
     f0 = np.concatenate([problem.objective(starts[i : i + block]) for i in range(0, len(starts), block)])
     ok = np.isfinite(f0)
@@ -336,44 +381,73 @@ def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, polish: 
     f = f0[ok]
     n_starts = len(starts)
     # Successive halving: a few cheap iterations for everyone, full effort for the promising.
+    rounds, size = [], len(u)
     for iters, survivors in ((6, max(keep, len(u) // 10)), (20, keep)):
-        if len(u) <= survivors:
-            continue
-        u, f, _ = solve_batch(problem, u, max_iter=iters)
+        if size > survivors:
+            rounds.append((iters, survivors, math.ceil(size / block) * iters))
+            size = survivors
+    work, done = sum(r[2] for r in rounds), 0
+    for iters, survivors, cost in rounds:
+        tick = None if progress is None else (lambda d, _t, done=done: progress("starts", done + d, work))
+        u, f, _ = solve_batch(problem, u, max_iter=iters, progress=tick)
+        done += cost
         order = np.argsort(f)[:survivors]
         u, f = u[order], f[order]
-    u, f, conv = solve_batch(problem, u, max_iter=400)
+    u, f, conv = solve_batch(problem, u, max_iter=400, progress=report("refine"))
     order = np.argsort(f)
     u, f = u[order], f[order]
     best_u, best_f = u[0], f[0]
     # Polish the best few distinct minima with scipy; keep whichever is lowest.
     seen: list[np.ndarray] = []
+    budget = polish * _POLISH_NFEV
     for cand in u[: max(polish * 4, polish)]:
         if any(np.allclose(cand, s, rtol=1e-4, atol=1e-6) for s in seen):
             continue
         seen.append(cand)
-        pu = _polish(problem, cand)
+        offset = (len(seen) - 1) * _POLISH_NFEV
+        pu = _polish(problem, cand, None if progress is None else
+                     (lambda n, offset=offset: progress("polish", offset + min(n, _POLISH_NFEV), budget)))
         pf = problem.objective(pu[None])[0]
         if pf < best_f:
             best_u, best_f = pu, pf
+        if progress is not None:
+            progress("polish", len(seen) * _POLISH_NFEV, budget)
         if len(seen) >= polish:
             break
+    if progress is not None:
+        progress("polish", budget, budget)
     tol = 1e-6 * max(best_f, 1e-12) + 1e-12
     reached = int(np.sum(f <= best_f + max(tol, 1e-5 * best_f)))
     return best_u, float(best_f), StartReport(n_starts, len(u), reached, float(best_f))
 
 
 # --------------------------------------------------------------------------- bootstrap
+_DEDUP_ELEMENTS = 2**22  # draws x runs up to which all resamples are drawn at once (32 MiB of counts)
+
+
+def _draw_counts(rng: np.random.Generator, n_runs: int, n_draws: int) -> np.ndarray:
+    """(n_draws, n_runs) counts of each run in ``n_draws`` resamples with replacement, from ``rng``."""
+    picks = rng.integers(0, n_runs, size=(n_draws, n_runs))
+    flat = (np.arange(n_draws)[:, None] * n_runs + picks).ravel()
+    return np.bincount(flat, minlength=n_draws * n_runs).reshape(n_draws, n_runs).astype(float)
+
+
 def bootstrap_counts(n_runs: int, n_draws: int, seed: int | None) -> np.ndarray:
     """How often each run is drawn in each resample (runs resampled with replacement; a curve is one run).
 
-    (n_draws, n_runs): small even for huge curve tables; rows get their run's count per chunk.
+    (n_draws, n_runs): small even for huge curve tables; rows get their run's count per chunk. Drawing
+    the same resamples in consecutive slices of draws gives the same counts (the bootstrap streams them).
     """
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, n_runs, size=(n_draws, n_runs))
-    counts = np.zeros((n_draws, n_runs))
-    np.add.at(counts, (np.arange(n_draws)[:, None], picks), 1.0)
-    return counts
+    return _draw_counts(np.random.default_rng(seed), n_runs, n_draws)
+
+
+def bootstrap_bytes(n_draws: int, n_runs: int, n_params: int) -> int:
+    """Working memory the bootstrap holds at once: the draws (in solver and natural units, with copies),
+    plus all run counts when resamples are drawn at once to solve repeated ones only once."""
+    need = 4 * 8 * n_draws * max(n_params, 1)
+    if n_draws * n_runs <= _DEDUP_ELEMENTS:
+        need += 3 * 8 * n_draws * n_runs  # counts, picks and np.unique's sorted copy
+    return int(need)
 
 
 def _bootstrap_chunk(problem: Problem, u_hat: np.ndarray, counts: np.ndarray, run_codes: np.ndarray) -> np.ndarray:
@@ -385,6 +459,36 @@ def _bootstrap_chunk(problem: Problem, u_hat: np.ndarray, counts: np.ndarray, ru
     return u
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker process as soon as the process that started it is gone.
+
+    loky keeps idle workers for minutes, and a parent killed with SIGKILL cannot tell them to stop; a
+    worker whose parent has died is re-parented, so watching ``os.getppid()`` is enough (POSIX and Windows).
+    loky starts its workers from the process that makes the executor, so a different parent pid here
+    means that process died while this worker was starting.
+    """
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.25)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="scalefit-exit-with-parent", daemon=True).start()
+
+
+def _effective_jobs(jobs: int) -> int:
+    return _cpus() if jobs == -1 else int(jobs)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def run_bootstrap(problem: Problem, u_hat: np.ndarray, run_codes: np.ndarray, n_draws: int, seed: int | None,
                   jobs: int = 1, backend: str = "loky",
                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -392,35 +496,133 @@ def run_bootstrap(problem: Problem, u_hat: np.ndarray, run_codes: np.ndarray, n_
 
     With few runs most resamples repeat (3 curves give only 10 distinct ones, 5 give 126), and a refit
     is a deterministic function of the run counts, so each distinct resample is solved once and the
-    result repeated: the draws are identical to solving them all, at a fraction of the cost.
+    result repeated: the draws are identical to solving them all, at a fraction of the cost. With many
+    runs and draws, resamples are drawn chunk by chunk as the solver needs them, so memory stays bounded
+    (the counts of all draws at once would be draws x runs).
     """
-    counts = bootstrap_counts(int(run_codes.max()) + 1, n_draws, seed)
-    distinct, which = np.unique(counts, axis=0, return_inverse=True)
-    n_solve = len(distinct)
-    chunk = 250 if jobs == 1 else max(10, math.ceil(n_solve / (4 * max(jobs, 1))))
-    chunk = min(chunk, block_size(problem.n, len(u_hat)))
-    chunks = [distinct[i : i + chunk] for i in range(0, n_solve, chunk)]
+    n_runs = int(run_codes.max()) + 1
+    workers = _effective_jobs(jobs)
+    enforce("jobs", workers, f"jobs={jobs}")
+    enforce("memory_bytes", bootstrap_bytes(n_draws, n_runs, len(u_hat)),
+            f"a bootstrap of {n_draws:,} draws over {n_runs:,} runs")
+    cap = block_size(problem.n, len(u_hat))
+    which = None
+    if n_draws * n_runs <= _DEDUP_ELEMENTS:
+        counts = bootstrap_counts(n_runs, n_draws, seed)
+        distinct, which = np.unique(counts, axis=0, return_inverse=True)
+        which = which.reshape(-1)
+        n_solve = len(distinct)
+    else:
+        n_solve = n_draws
+        cap = max(1, min(cap, _DEDUP_ELEMENTS // n_runs))
+    chunk = 250 if workers == 1 else max(10, math.ceil(n_solve / (4 * workers)))
+    chunk = min(chunk, cap)
+    if which is not None:
+        chunks: Iterator[np.ndarray] = (distinct[i : i + chunk] for i in range(0, n_solve, chunk))
+    else:
+        rng = np.random.default_rng(seed)
+        chunks = (_draw_counts(rng, n_runs, min(chunk, n_draws - i)) for i in range(0, n_draws, chunk))
     out = []
+    solved = 0
 
-    def report():
+    def report(res):
+        nonlocal solved
+        out.append(res)
+        solved += len(res)
         if progress:
-            progress(round(n_draws * sum(len(o) for o in out) / n_solve), n_draws)
+            progress(round(n_draws * solved / n_solve), n_draws)
 
-    if jobs == 1 and backend == "loky":
+    if workers == 1 and backend == "loky":
         for c in chunks:
-            out.append(_bootstrap_chunk(problem, u_hat, c, run_codes))
-            report()
+            report(_bootstrap_chunk(problem, u_hat, c, run_codes))
     else:
         from joblib import Parallel, delayed, parallel_config
 
-        with parallel_config(backend=backend, n_jobs=jobs):
-            for res in Parallel(return_as="generator")(delayed(_bootstrap_chunk)(problem, u_hat, c, run_codes) for c in chunks):
-                out.append(res)
-                report()
-    return np.vstack(out)[which.reshape(-1)]
+        # loky's workers outlive an interrupted or killed parent unless told: each watches its parent.
+        own = {"initializer": _exit_with_parent, "initargs": (os.getpid(),)} if backend == "loky" else {}
+        with parallel_config(backend=backend, n_jobs=jobs, **own):
+            results = Parallel(return_as="generator")(
+                delayed(_bootstrap_chunk)(problem, u_hat, c, run_codes) for c in chunks)
+            try:
+                for res in results:
+                    report(res)
+            finally:  # on an interrupt: cancel queued chunks and stop the workers now, not at garbage collection
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    results.close()
+    draws = np.vstack(out)
+    return draws if which is None else draws[which]
 
 
 INTERVALS = ("stretched", "percentile")
+BACKENDS = ("loky", "threading", "dask", "ray")
+DELTA_RANGE = (1e-9, 1e10)  # Huber widths on log residuals: below, use loss="l1"; above, it is "lsq" already
+
+
+def _label(names: Mapping[str, str] | None, param: str, value) -> str:
+    """How an option is named in a message: ``jobs=0`` for Python callers, ``--jobs 0`` for the CLI."""
+    name = (names or {}).get(param, param)
+    if not name.startswith("-"):
+        return f"{name}={value!r}"
+    return f"{name} '{value}'" if isinstance(value, str) else f"{name} {value}"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_options(*, loss: str = "huber", delta: float = 1e-3, n_bootstrap: int = 0, ci: float = 0.95,
+                  seed: int | None = 0, jobs: int = 1, backend: str = "loky", interval: str = "stretched",
+                  names: Mapping[str, str] | None = None) -> None:
+    """Validate :func:`fit`'s options before any work; one DataError naming the first bad one.
+
+    ``fit`` calls this first; the CLI calls it before reading the table, with ``names`` mapping each
+    parameter to its flag (``{"n_bootstrap": "--bootstrap"}``) so that the message names what the user typed.
+    """
+    def bad(param, value, rule):
+        raise DataError(f"{_label(names, param, value)}: {rule}")
+
+    if loss not in LOSSES:
+        bad("loss", loss, f"use one of {', '.join(LOSSES)}")
+    if not (isinstance(delta, (int, float, np.floating)) and not isinstance(delta, bool)
+            and math.isfinite(delta) and DELTA_RANGE[0] <= delta <= DELTA_RANGE[1]):
+        bad("delta", delta, f"the Huber width on log residuals must be a number from {DELTA_RANGE[0]:g} to "
+                            f"{DELTA_RANGE[1]:g} (use loss l1 or lsq for the limits)")
+    if not _is_int(n_bootstrap) or n_bootstrap < 0:
+        bad("n_bootstrap", n_bootstrap, "the number of bootstrap draws must be a whole number >= 0")
+    if not (isinstance(ci, (int, float, np.floating)) and not isinstance(ci, bool) and 0 < ci < 1):
+        bad("ci", ci, "the interval level must lie strictly between 0 and 1, e.g. 0.95")
+    if seed is not None and (not _is_int(seed) or seed < 0):
+        bad("seed", seed, "the seed must be a whole number >= 0")
+    if not _is_int(jobs) or not (jobs >= 1 or jobs == -1):
+        bad("jobs", jobs, "use a positive number of workers, or -1 for one per CPU")
+    enforce("jobs", _effective_jobs(jobs), _label(names, "jobs", jobs))
+    if backend not in BACKENDS:
+        bad("backend", backend, f"use one of {', '.join(BACKENDS)}")
+    if interval not in INTERVALS:
+        bad("interval", interval, f"use one of {', '.join(INTERVALS)}")
+
+
+def _staged(progress: Callable | None) -> Callable[[str, int, int], None] | None:
+    """``progress(done, total)`` hears the bootstrap (as always); a callback that takes a third argument,
+    ``progress(done, total, stage)``, also hears the multi-start stages: "starts", "refine", "polish",
+    "full-data" (refining on every row of a thinned huge table) and "bootstrap"."""
+    if progress is None:
+        return None
+    try:
+        params = inspect.signature(progress).parameters.values()
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        takes_stage = len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    except (TypeError, ValueError):  # a builtin without a signature: the two-argument form
+        takes_stage = False
+
+    def call(stage: str, done: int, total: int) -> None:
+        if takes_stage:
+            progress(done, total, stage)
+        elif stage == "bootstrap":
+            progress(done, total)
+
+    return call
 
 
 def stretch_factor(n_runs: int, n_free: int, ci: float) -> float:
@@ -504,8 +706,14 @@ def fit(
     fixed : parameters held at given values (``--set``); ties: ``{"beta": "alpha"}`` makes beta = alpha.
     n_bootstrap : resamples of runs for percentile intervals (0: asymptotic standard errors only).
     ci : central interval level. seed: seeds the bootstrap (same seed -> identical output).
-    jobs, backend : joblib parallelism for the bootstrap (``loky``, ``threading``, ``dask``, ``ray``).
+    jobs, backend : joblib parallelism for the bootstrap (``loky``, ``threading``, ``dask``, ``ray``); jobs is
+        a positive number of workers or -1 (one per CPU), at most ``scalefit.limits.limit("jobs")`` (4 per
+        CPU; SCALEFIT_MAX_JOBS raises it). loky workers end with the process that started them.
     start : optional starting point (dict or full vector) added to the law's grid.
+    progress : ``progress(done, total)`` as the bootstrap advances; a callback with a third argument,
+        ``progress(done, total, stage)``, also hears the multi-start ("starts", "refine", "polish",
+        "full-data"), which on large curve tables takes minutes. Options are validated before anything
+        is read or fitted (:func:`check_options`).
     interval : "stretched" (default): each bootstrap percentile interval is stretched about the point
         estimate by :func:`stretch_factor` (in log space for positive quantities); "percentile": the
         plain percentile interval, which covers too rarely with few runs. Coverage of both, measured:
@@ -514,24 +722,20 @@ def fit(
     from .registry import get_law
     from .result import FitResult
 
+    check_options(loss=loss, delta=delta, n_bootstrap=n_bootstrap, ci=ci, seed=seed, jobs=jobs, backend=backend,
+                  interval=interval)
+    stage = _staged(progress)
     law = get_law(law)
     data = _as_dataset(data, law)
-    if loss not in LOSSES:
-        raise DataError(f"loss '{loss}': use one of {', '.join(LOSSES)}")
-    if not (isinstance(delta, (int, float)) and delta > 0 and math.isfinite(delta)):
-        raise DataError(f"delta must be a positive number, got {delta!r}")
-    if not 0 < ci < 1:
-        raise DataError(f"ci must lie in (0, 1), got {ci!r}")
-    if n_bootstrap < 0:
-        raise DataError(f"--bootstrap must be >= 0, got {n_bootstrap}")
-    if interval not in INTERVALS:
-        raise DataError(f"interval '{interval}': use one of {', '.join(INTERVALS)}")
-    if n_bootstrap:
-        _connect_cluster(backend)
     t0 = time.perf_counter()
     param = Parameterization(law, fixed, ties)
     n_free = len(param.free)
     n_rows = len(data)
+    if n_bootstrap:
+        # Before any work: the draws must fit in memory, and a cluster backend must have a cluster.
+        enforce("memory_bytes", bootstrap_bytes(n_bootstrap, data.n_runs, max(n_free, len(law.param_names))),
+                f"n_bootstrap={n_bootstrap:,} draws over {data.n_runs:,} runs")
+        _connect_cluster(backend)
     if n_rows <= n_free:
         raise FitError(
             f"{data.source}: {n_rows} row(s) for {n_free} free parameter(s) of law '{law.name}'; "
@@ -567,17 +771,19 @@ def fit(
         for i, v in param.fixed.items():
             extra[:, i] = v
     starts = param.start_grid(extra)
-    u_hat, f_hat, report = multistart(search, starts)
+    u_hat, f_hat, report = multistart(search, starts, progress=stage)
     if search is not problem:
         # Refine on every row from the thinned optimum (already in the basin, so the bootstrap's tolerance
         # suffices); scipy's dense trust-region polish would cost more than it gains here.
-        u_full, f_full, _ = solve_batch(problem, u_hat[None], max_iter=200, ftol=1e-10)
+        u_full, f_full, _ = solve_batch(problem, u_hat[None], max_iter=200, ftol=1e-10, progress=None if stage is None
+                                        else (lambda d, t: stage("full-data", d, t)))
         u_hat, f_hat = u_full[0], float(f_full[0])
     t_fit = time.perf_counter() - t0
 
     draws_u = None
     if n_bootstrap:
-        draws_u = run_bootstrap(problem, u_hat, data.run_codes, n_bootstrap, seed, jobs, backend, progress)
+        draws_u = run_bootstrap(problem, u_hat, data.run_codes, n_bootstrap, seed, jobs, backend,
+                                None if stage is None else (lambda d, t: stage("bootstrap", d, t)))
     theta = param.to_theta(u_hat[None])[0]
     draws = None
     if draws_u is not None:

@@ -18,6 +18,28 @@ from .law import Columns, Law
 
 INTERVALS = ("confidence", "prediction")
 
+# What a forecast accepts: thousands of times beyond the largest runs so far, yet small enough that
+# C = 6ND and every law stay finite (1e308 tokens would overflow and print nonsense without a word).
+INPUT_RANGES = {"params": (1.0, 1e16, "parameters"), "tokens": (1.0, 1e24, "tokens"),
+                "compute": (6.0, 1e41, "FLOPs")}
+
+
+def check_input(name: str, value, flag: str | None = None) -> float:
+    """``value`` as a float once it is a finite number inside ``INPUT_RANGES[name]``; else one DataError
+    naming ``flag`` (default ``--name``) and the value."""
+    lo, hi, unit = INPUT_RANGES[name]
+    flag = flag or f"--{name}"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{flag} {value!r}: must be a number") from None
+    if not (np.isfinite(x) and x > 0):
+        raise DataError(f"{flag} {value}: must be a positive number")
+    if not lo <= x <= hi:
+        raise DataError(f"{flag} {x:g}: outside the range a forecast accepts ({lo:g} to {hi:g} {unit})")
+    return x
+
+
 @dataclass
 class Quantity:
     value: float
@@ -190,6 +212,56 @@ def _range_warnings(ranges: dict, params: float, tokens: float) -> list[str]:
     return out
 
 
+def _implied(name: str, value: float, compute: float, other: str, other_value: float) -> float:
+    """The third of (params, tokens, compute) from C = 6ND, inside the range a forecast accepts."""
+    lo, hi, unit = INPUT_RANGES[name]
+    if not lo <= value <= hi:
+        raise DataError(f"--compute {compute:g} with --{other} {other_value:g} means {value:.3g} {unit}, outside "
+                        f"the range a forecast accepts ({lo:g} to {hi:g} {unit})")
+    return value
+
+
+def _honest(q: Quantity) -> Quantity:
+    """Never an interval beside a value that is not a finite number, nor a half-finite interval."""
+    if not np.isfinite(q.value) or q.low is None or not (np.isfinite(q.low) and np.isfinite(q.high)):
+        return Quantity(q.value, None, None)
+    return q
+
+
+def _no_optimum(law: Law, theta: np.ndarray, mode: str, *, params=None, tokens=None, compute=None) -> str:
+    """Why there is no compute-optimal answer: which way the law keeps improving along the search line."""
+    t = np.atleast_2d(theta)[:1]
+
+    def loss(n, d):
+        with np.errstate(all="ignore"):
+            return float(_rowwise_loss(law, t, np.array([n]), np.array([d]))[0])
+
+    if mode == "compute-optimal":
+        n_lo, n_hi = 1e3, compute / 6e3
+        bigger = loss(n_hi, compute / (6 * n_hi)) < loss(n_lo, compute / (6 * n_lo))
+        where = (f"ever larger models on ever fewer tokens (up to {n_hi:.3g} params on 1e+03 tokens)" if bigger
+                 else "ever smaller models on ever more tokens (down to 1e+03 params)")
+        given = f"{compute:.3g} FLOPs"
+        fix = "give --params or --tokens with --compute to forecast a chosen allocation"
+    elif mode == "optimal-tokens":
+        d_lo, d_hi = params * 1e-3, params * 1e7
+        more = _iso_compute_slope(law, t, np.array([params]), np.array([d_hi]))[0] > 0
+        where = (f"more data for the same compute (past {d_hi / params:.3g} tokens per parameter)" if more
+                 else f"less data for the same compute (below {d_lo / params:.3g} tokens per parameter)")
+        given = f"{params:.3g} params"
+        fix = "give --tokens (or --compute) with --params to forecast a chosen budget"
+    else:
+        n_lo, n_hi = tokens * 1e-7, tokens * 1e3
+        bigger = _iso_compute_slope(law, t, np.array([n_hi]), np.array([tokens]))[0] < 0
+        where = (f"larger models for the same compute (past {n_hi / tokens:.3g} params per token)" if bigger
+                 else f"smaller models for the same compute (below {n_lo / tokens:.3g} params per token)")
+        given = f"{tokens:.3g} tokens"
+        fix = "give --params (or --compute) with --tokens to forecast a chosen model"
+    return (f"law '{law.name}' has no compute-optimal allocation for {given} with these parameters: at fixed "
+            f"compute its predicted loss keeps falling toward {where}, so the optimum is not a finite point "
+            f"of the law; {fix}")
+
+
 def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, params: float | None = None,
              tokens: float | None = None, compute: float | None = None, ci: float = 0.95,
              ranges: dict | None = None, interval: str = "confidence",
@@ -207,6 +279,8 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
     """
     if interval not in INTERVALS:
         raise DataError(f"--interval '{interval}': use confidence or prediction")
+    if not (isinstance(ci, (int, float)) and 0 < ci < 1):
+        raise DataError(f"--ci {ci}: the interval level must lie strictly between 0 and 1, e.g. 0.95")
     if interval == "prediction" and not (residual_scale is not None and np.isfinite(residual_scale)):
         raise DataError("a prediction interval needs the fit's residual scale; refit with this scalefit version "
                         "(fit.json lacks diagnostics.residual_scale_log)")
@@ -218,9 +292,8 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
         raise DataError("give --params, --tokens or --compute (or two of them)")
     if given == 3:
         raise DataError("give at most two of --params, --tokens, --compute (the third follows from C = 6ND)")
-    for name, v in (("params", params), ("tokens", tokens), ("compute", compute)):
-        if v is not None and not (np.isfinite(v) and v > 0):
-            raise DataError(f"--{name} must be a positive number, got {v}")
+    params, tokens, compute = (None if v is None else check_input(name, v)
+                               for name, v in (("params", params), ("tokens", tokens), ("compute", compute)))
     theta = np.asarray(theta, dtype=float)[None]
     all_theta = theta if draws is None else np.vstack([theta, draws])
 
@@ -230,9 +303,9 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
     if params is not None and tokens is not None:
         n, d, mode = per_row(params), per_row(tokens), "given"
     elif compute is not None and params is not None:
-        n, d, mode = per_row(params), per_row(compute / (6 * params)), "given"
+        n, d, mode = per_row(params), per_row(_implied("tokens", compute / (6 * params), compute, "params", params)), "given"
     elif compute is not None and tokens is not None:
-        n, d, mode = per_row(compute / (6 * tokens)), per_row(tokens), "given"
+        n, d, mode = per_row(_implied("params", compute / (6 * tokens), compute, "tokens", tokens)), per_row(tokens), "given"
     elif compute is not None:
         n = optimal_params(law, all_theta, np.array([compute]))[:, 0]
         d, mode = compute / (6 * n), "compute-optimal"
@@ -242,11 +315,31 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
     else:
         n, mode = optimal_params_for_tokens(law, all_theta, tokens), "optimal-params"
         d = per_row(tokens)
+    searched = {"compute-optimal": n, "optimal-params": n, "optimal-tokens": d}.get(mode)
+    if searched is not None and not np.isfinite(searched[0]):
+        raise DataError(_no_optimum(law, theta, mode, params=params, tokens=tokens, compute=compute))
     with np.errstate(all="ignore"):
         loss = _rowwise_loss(law, all_theta, n, d)
+    if not np.isfinite(loss[0]):
+        raise DataError(f"law '{law.name}' gives no finite loss at {n[0]:.3g} params and {d[0]:.3g} tokens "
+                        f"(the law overflows there); forecast closer to the fitted range")
     c = 6 * n * d
     warnings = []
-    loss_samples = loss[1:]
+    has_draws = draws is not None and len(draws) >= 2
+    if searched is not None and has_draws:
+        # Draws whose law has no optimum in the searched range lie beyond one end of the interval: an
+        # interval that quietly left them out would be too narrow. Up to the share an interval may lose
+        # at one end they are left out (and said so); beyond it there is no honest interval.
+        lost = int(np.count_nonzero(~np.isfinite(searched[1:])))
+        what = {"optimal-tokens": "compute-optimal data"}.get(mode, "compute-optimal allocation")
+        if lost > (1 - ci) / 2 * (len(searched) - 1):
+            has_draws = False
+            warnings.append(f"{lost} of {len(searched) - 1} bootstrap draws have no {what} in the searched range; "
+                            f"too many for a {ci:.0%} interval, so none is given")
+        elif lost:
+            warnings.append(f"{lost} of {len(searched) - 1} bootstrap draws have no {what} in the searched range "
+                            f"and were left out of the interval")
+    loss_samples = loss[1:] if has_draws else loss[:1]
     if interval == "prediction":
         if len(loss_samples) < 2:
             # Without draws only the run-to-run scatter is known: say the interval is too narrow.
@@ -254,20 +347,16 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
             warnings.append("no bootstrap draws: the prediction interval has run-to-run noise only, no parameter "
                             "uncertainty (refit with --bootstrap N)")
         loss_samples = with_run_noise(loss_samples, residual_scale)
-    if not np.isfinite(n[0]) or not np.isfinite(d[0]):
-        warnings.append("no finite compute-optimal allocation for these parameters (optimum at the search edge)")
     if ranges:
         warnings += _range_warnings(ranges, float(n[0]), float(d[0]))
     sample = slice(1, None)
-    has_draws = draws is not None and len(draws) >= 2
 
     def q(arr, varies=True):
         lo, hi = _interval(arr[sample], ci, arr[0], stretch) if (has_draws and varies) else (None, None)
-        return Quantity(float(arr[0]), lo, hi)
+        return _honest(Quantity(float(arr[0]), lo, hi))
 
-    loss_q = Quantity(float(loss[0]), *_interval(loss_samples, ci, loss[0], stretch))
-
-    return Forecast(
+    loss_q = _honest(Quantity(float(loss[0]), *_interval(loss_samples, ci, loss[0], stretch)))
+    out = Forecast(
         params=q(n, mode in ("compute-optimal", "optimal-params")),
         tokens=q(d, mode in ("compute-optimal", "optimal-tokens")),
         compute=q(c, mode in ("optimal-tokens", "optimal-params")),
@@ -276,3 +365,11 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
         interval=interval,
         warnings=warnings,
     )
+    from .result import check_contains
+
+    # An interval far from its own estimate means draws that are not this fit's: refused, not printed.
+    for name in ("loss", "params", "tokens", "compute"):
+        quantity = getattr(out, name)
+        if quantity.low is not None:
+            check_contains(quantity.value, quantity.low, quantity.high, f"law '{law.name}': the forecast {name}")
+    return out

@@ -133,15 +133,15 @@ def test_draws_records_must_match_the_file(big_saved, change, match):
         load_fit(big_saved)
 
 
-def _shift_e(saved, factor):
+def _shift_e(saved, factor=1.0, add=0.0):
     def shift(p):
-        p["draws"] = [[v * factor if i == 0 else v for i, v in enumerate(row)] for row in p["draws"]]
+        p["draws"] = [[v * factor + add if i == 0 else v for i, v in enumerate(row)] for row in p["draws"]]
     _edit(saved, shift)
 
 
 def test_an_interval_far_from_its_estimate_is_an_error(saved):
-    """Draws that are not this fit's (E shifted by half) give an interval far from the estimate: no output."""
-    _shift_e(saved, 1.5)
+    """Draws that are not this fit's (E moved up by 2 nats) give an interval far from the estimate: no output."""
+    _shift_e(saved, add=2.0)
     assert_clean_error(run("predict", "--fit", saved, "--params", "1B", "--tokens", "20B"), "does not contain its estimate")
 
 

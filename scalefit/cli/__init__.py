@@ -7,12 +7,15 @@ Heavy imports (pandas, scipy, matplotlib) happen inside the commands so ``scalef
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import warnings
 
 import typer
 from typer.core import TyperGroup
 
+from .._io import written
 from ..errors import ScalefitError
 from ._output import clean
 
@@ -31,6 +34,8 @@ class _Boundary(TyperGroup):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
+        before = len(written())
+        restore = _catch_termination()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("default")
@@ -40,9 +45,58 @@ class _Boundary(TyperGroup):
             message = clean(str(exc).replace("\n", " ").strip())
             typer.echo(f"error: {message}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            typer.echo("error: interrupted; nothing was written", err=True)
+        except KeyboardInterrupt as exc:
+            # Ctrl-C or a termination signal: say honestly which files are complete (each was written
+            # atomically, so nothing is half-written) and exit 128 + the signal number.
+            done = written()[before:]
+            outcome = (f"wrote {', '.join(clean(p) for p in done)} before stopping" if done
+                       else "nothing was written")
+            if isinstance(exc, Terminated):
+                typer.echo(f"error: terminated by {exc.name}; {outcome}", err=True)
+                ctx.exit(128 + exc.signum)
+            typer.echo(f"error: interrupted; {outcome}", err=True)
             ctx.exit(130)
+        finally:
+            restore()
+
+
+class Terminated(KeyboardInterrupt):
+    """A termination signal (SIGTERM, SIGHUP) turned into the same clean stop as Ctrl-C: parallel workers
+    are stopped and no output is left half-written."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+_TERMINATION = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _catch_termination():
+    """Raise :class:`Terminated` in the main thread on SIGTERM/SIGHUP for the command's duration; returns
+    the function that restores the previous handlers. A second signal, during the clean-up, ends the process
+    at once (the default action); workers still end with it, as they watch their parent."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {}
+
+    def handler(signum, frame):
+        for sig in _TERMINATION:
+            signal.signal(sig, signal.SIG_DFL)
+        raise Terminated(signum)
+
+    for sig in _TERMINATION:
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (OSError, ValueError):  # pragma: no cover - a platform that refuses
+            pass
+
+    def restore():
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+    return restore
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

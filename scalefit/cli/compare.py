@@ -38,15 +38,18 @@ def compare(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per law."),
 ):
     """Fit each law without the largest models and report in-range and held-out absolute relative error."""
+    from ..backtest import check_min_tokens, holdout_split, parse_holdout, required_roles
     from ..backtest import compare as run_compare
-    from ..backtest import holdout_split, parse_holdout, required_roles
     from ..data import from_frame, parse_column_mapping, read_table
     from ..errors import DataError
+    from ..fit import check_options
     from ..registry import get_law
 
     parse_holdout(holdout)  # bad usage fails before anything is read
     if holdout_by not in ("params", "compute"):
         raise DataError(f"--holdout-by '{holdout_by}': use 'params' or 'compute'")
+    check_options(delta=delta, names={"delta": "--delta"})
+    check_min_tokens(min_tokens)
     names = [n.strip() for n in laws.split(",") if n.strip()]
     if not names:
         raise DataError("--laws: give at least one law name, e.g. --laws chinchilla,kaplan")

@@ -6,6 +6,7 @@ object. Heavy imports happen inside the commands.
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional
 
 import typer
@@ -114,6 +115,14 @@ def estimate_command(
     kind, (raw, unit) = next(iter(given.items()))
     value = echo_size(raw, f"--{kind.replace('_', '-')}", unit)
     n_params = echo_size(params, "--params", "params")
+    # Ranges first: an absurd size or budget is refused before any shape or model is built.
+    cost.check_range(kind, value)
+    if n_params is not None:
+        cost.check_range("params", n_params)
+    cost.check_gpus(gpus)
+    cost.check_seq_len(seq_len)
+    if price is not None:
+        cost.check_range("price_per_gpu_hour", price)
     hw = _hardware(hardware, peak_tflops, hbm_gbps, net_gbps)
     shape = _shape(n_params, d_model, layers, heads, d_ff, vocab=vocab, seq_len=seq_len, batch=batch, gpus=gpus,
                    micro_batch=micro_batch, gated_mlp=gated_mlp, tie_embeddings=tie_embeddings,
@@ -131,6 +140,9 @@ def estimate_command(
         n_law = shape.params_nonembedding if conv == "non-embedding" else (n_params or shape.params_total)
         est.loss = cost.predict_loss(fit.law, fit.theta, fit.draws, n_law, est.tokens, fit.ci)
         est.loss.update(law=fit.law.name, params=n_law, params_convention=conv)
+        if not math.isfinite(est.loss["value"]):
+            est.warnings.append(f"law '{fit.law.name}' gives no finite loss at {n_law:.3g} params and "
+                                f"{est.tokens:.3g} tokens; no loss is reported")
     for message in est.warnings:
         warn(message)
     if json_out:
@@ -244,14 +256,12 @@ def calibrate_command(
     json_out: bool = JsonOpt,
 ):
     """Fit t_step = b0 + Σ βk·featurek by non-negative least squares; compare with a FLOP-only fit."""
-    from pathlib import Path
-
     from .. import cost
+    from .._io import check_outputs
     from ..data import read_table
-    from ..errors import DataError
 
-    if out and Path(out).exists() and not force:
-        raise DataError(f"{out}: already exists; pass --force to overwrite it")
+    cost.check_calibration_options(folds=folds, seed=seed)
+    check_outputs({"--out": out}, [timings], force=force)  # before the timings are read or fitted
     hw = _hardware(hardware, peak_tflops, hbm_gbps, net_gbps)
     frame = read_table(timings)
     model = cost.calibrate(frame, hw, source=str(timings), folds=folds, seed=seed)
@@ -373,7 +383,12 @@ def search_command(
     json_out: bool = JsonOpt,
 ):
     """The (width, depth) with the lowest predicted loss in a wall-clock budget, beside the FLOP-optimal one."""
+    from .. import cost
+
     h = echo_size(hours, "--hours", "hours")
+    cost.check_range("hours", h)
+    cost.check_gpus(gpus)
+    cost.check_seq_len(seq_len)
     law_obj, theta, draws, level, units, source = _load_law(fit_path, law, reference, law_file)
     run_search(law_obj, theta, draws, level, units, hours=h, hardware=hardware, gpus=gpus, peak_tflops=peak_tflops,
                hbm_gbps=hbm_gbps, net_gbps=net_gbps, mfu=mfu, calibration=calibration, flop_mfu=flop_mfu,

@@ -23,10 +23,10 @@ def fit_command(
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap (same seed, same output)."),
     ci: float = typer.Option(0.95, "--ci", help="Interval level."),
     interval: str = typer.Option("stretched", "--interval", help="stretched (default: percentile interval stretched by t_{runs-params}/z) or percentile."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers for the bootstrap (-1: all cores)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers for the bootstrap (-1: one per CPU; at most 4 per CPU unless SCALEFIT_MAX_JOBS says more)."),
     backend: str = typer.Option("loky", "--backend", help="joblib backend: loky, threading, dask or ray."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the fit to this fit.json."),
-    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out and --plot if they exist."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Draw the fit to this image (png, pdf, svg)."),
     loss_unit: Optional[str] = typer.Option(None, "--loss-unit", help="nats or bits (recorded in fit.json)."),
     params_convention: Optional[str] = typer.Option(None, "--params-convention", help="total or non-embedding."),
@@ -42,11 +42,15 @@ def fit_command(
 ):
     """Fit a law with the robust multi-start fitter; bootstrap over runs for intervals."""
     from ..data import load_runs, parse_column_mapping
-    from ..errors import CheckFailed, DataError
-    from ..fit import fit
+    from ..errors import CheckFailed
+    from ..fit import check_options, fit
     from ..registry import get_law
     from ._options import parse_assignments, parse_law_options, parse_ties
 
+    # Everything that can be refused is refused before the table is read or a worker started.
+    check_options(loss=loss, delta=delta, n_bootstrap=bootstrap, ci=ci, seed=seed, jobs=jobs, backend=backend,
+                  interval=interval, names=FIT_FLAGS)
+    _check_outputs(out=out, plot=plot, force=force, inputs=[runs, lr_table])
     law_obj = get_law(law, law_file or []).with_options(**parse_law_options(law_opt))
     columns = parse_column_mapping(col or [])
     if x_col:
@@ -55,8 +59,6 @@ def fit_command(
         columns["loss_y"] = y_col
     fixed = parse_assignments(set_)
     ties = parse_ties(tie)
-    if backend not in ("loky", "threading", "multiprocessing", "dask", "ray"):
-        raise DataError(f"--backend '{backend}': use loky, threading, dask or ray")
     if backend in ("dask", "ray"):
         _register_backend(backend)
     required = [*law_obj.inputs, law_obj.target]
@@ -76,11 +78,6 @@ def fit_command(
 
         split = holdout_split(full := data, holdout, holdout_by)
         data = full.subset(split.train)
-    if out:
-        from pathlib import Path
-
-        if Path(out).exists() and not force:
-            raise DataError(f"{out}: already exists; pass --force to overwrite it")
 
     progress_cb, progress_ctx = _progress(bootstrap)
     with progress_ctx:
@@ -89,9 +86,7 @@ def fit_command(
     if out:
         result.save(out, force=force)
     if plot:
-        from ..plot import plot_fit
-
-        plot_fit(result, data, plot)
+        _plot(result, data, plot, force)
     backtest = None
     if split is not None:
         from ..backtest import score_split
@@ -122,6 +117,30 @@ def fit_command(
         raise CheckFailed("--strict: the fit's diagnostics flag a problem (see warnings above)")
 
 
+# fit()'s parameters as the user typed them, so that a refused value is named by its flag.
+FIT_FLAGS = {"loss": "--loss", "delta": "--delta", "n_bootstrap": "--bootstrap", "ci": "--ci", "seed": "--seed",
+             "jobs": "--jobs", "backend": "--backend", "interval": "--interval"}
+
+
+def _check_outputs(*, out: str | None, plot: str | None, force: bool, inputs=()) -> None:
+    """Refuse, before any work, an output that cannot or must not be written (a folder, an unwritable
+    folder, an existing file without --force, --out and --plot naming one file, an input) or a plot
+    format that cannot be drawn."""
+    from .._io import check_outputs
+
+    check_outputs({"--out": out, "--plot": plot}, inputs, force=force)
+    if plot is not None:
+        from ..plot import check_plot_path
+
+        check_plot_path(plot, force)
+
+
+def _plot(result, data, path: str, force: bool) -> None:
+    from ..plot import plot_fit
+
+    plot_fit(result, data, path, force=force)
+
+
 def _register_backend(backend: str) -> None:
     """dask/ray register their joblib backends on import; a clear error when they are not installed."""
     from ..errors import DataError
@@ -137,20 +156,32 @@ def _register_backend(backend: str) -> None:
         raise DataError(f"--backend {backend} needs the optional extra: pip install 'scalefit[{backend}]'") from None
 
 
+_STAGES = {"starts": "fit: screening starts", "refine": "fit: refining the best starts",
+           "polish": "fit: polishing", "full-data": "fit: refining on every row", "bootstrap": "bootstrap"}
+
+
 def _progress(total: int):
-    """A rich progress bar on stderr for the bootstrap (a no-op without one)."""
+    """A rich progress bar on stderr for the multi-start and the bootstrap (``total``: bootstrap draws).
+
+    The callback takes ``(done, total, stage)``, so the library reports every stage to it. Nothing is
+    drawn when stderr is not a terminal (a log file gets no bar fragments).
+    """
     import contextlib
 
-    if total <= 0:
+    if not err_console.is_terminal:
         return None, contextlib.nullcontext()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    progress = Progress(TextColumn("bootstrap"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                         console=err_console, transient=True)
-    task = progress.add_task("bootstrap", total=total)
+    task = progress.add_task(_STAGES["starts"], total=None)
+    current = [None]
 
-    def update(done: int, _total: int):
-        progress.update(task, completed=done)
+    def update(done: int, stage_total: int, stage: str = "bootstrap"):
+        if stage != current[0]:
+            current[0] = stage
+            progress.update(task, description=_STAGES.get(stage, stage), total=stage_total, completed=0)
+        progress.update(task, completed=done, total=stage_total)
 
     return update, progress
 

@@ -28,12 +28,24 @@ def predict_command(
     """Forecast loss: give two of --params/--tokens/--compute, or one for the compute-optimal rest; or --hours
     with --hardware and --gpus for the best model shape in a wall-clock budget."""
     from ..errors import DataError
-    from ..forecast import forecast
+    from ..forecast import check_input, forecast
     from ._options import echo_size
 
     n = echo_size(params, "--params", "params")
     d = echo_size(tokens, "--tokens", "tokens")
     c = echo_size(compute, "--compute", "FLOPs")
+    for name, value in (("params", n), ("tokens", d), ("compute", c)):
+        if value is not None:
+            check_input(name, value)  # absurd sizes are refused before anything is loaded
+    if ci is not None and not 0 < ci < 1:
+        raise DataError(f"--ci {ci}: the interval level must lie strictly between 0 and 1, e.g. 0.95")
+    h = None
+    if hours is not None:
+        from ..cost import check_gpus, check_range
+
+        h = echo_size(hours, "--hours", "hours")
+        check_range("hours", h)
+        check_gpus(gpus)
     if fit_path and (law or reference):
         raise DataError("give either --fit or --law with --reference, not both")
     if fit_path:
@@ -63,7 +75,7 @@ def predict_command(
         if n is not None or d is not None or c is not None:
             raise DataError("--hours searches model shapes itself; drop --params/--tokens/--compute")
         run_search(law_obj, theta, draws, level, getattr(result, "units", {}) if fit_path else {},
-                   hours=echo_size(hours, "--hours", "hours"), hardware=hardware, gpus=gpus,
+                   hours=h, hardware=hardware, gpus=gpus,
                    calibration=calibration, json_out=json_out, source=source)
         return
     result_fc = forecast(law_obj, theta, draws, params=n, tokens=d, compute=c, ci=level, ranges=ranges,
