@@ -7,7 +7,7 @@ observed loss there (prediction interval: the mean plus run-to-run noise).
 
 Each fit is scored three ways from the same draws: the plain bootstrap percentile interval, the interval
 scalefit reports (the percentile interval stretched about the estimate by ``t_{n-q}/z``, see
-``scalefit.fit.stretch_factor``), and a stronger stretch by ``sqrt(n/(n-q)) * t_{n-q}/z``. The Monte Carlo standard error of a coverage
+``scalefit.stats.stretch_factor``), and a stronger stretch by ``sqrt(n/(n-q)) * t_{n-q}/z``. The Monte Carlo standard error of a coverage
 ``p`` from ``R`` replicates is ``sqrt(p (1 - p) / R)`` (about 1.5 points at p = 0.95, R = 200).
 
     python benchmarks/calibration.py [--replicates 200] [--draws 200] [--jobs 2]
@@ -63,10 +63,9 @@ def one_replicate(design: str, noise: float, seed: int, n_draws: int) -> dict:
     import pandas as pd
 
     from scalefit.data import from_frame
-    from scalefit.fit import fit, stretch_factor
-    from scalefit.forecast import with_run_noise
+    from scalefit.fit import fit
     from scalefit.registry import get_law
-    from scalefit.result import percentile_interval
+    from scalefit.stats import percentile_interval, stretch_factor, with_run_noise
 
     law = get_law("chinchilla")
     n, d = designs()[design]

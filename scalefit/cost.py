@@ -1098,16 +1098,20 @@ def law_params(law, shape_or_feats, convention: str | None = None) -> Any:
     return shape_or_feats[key]
 
 
-def predict_loss(law, theta, draws, params, tokens, level: float = 0.9) -> dict[str, Any]:
+def predict_loss(law, theta, draws, params, tokens, level: float = 0.95, stretch: float = 1.0) -> dict[str, Any]:
     """Loss predicted by ``law`` at (params, tokens): the point value at ``theta`` and, with bootstrap
-    ``draws`` (B, p), the central ``level`` percentile interval over the draws."""
+    ``draws`` (B, p), the same interval ``scalefit predict`` quotes there (``level`` percentile over the
+    draws, stretched about the estimate by the fit's ``stretch``; see :mod:`scalefit.stats`)."""
+    from .stats import check_contains, percentile_interval
+
     design = _law_design(law, params, tokens)
     value = law.predict(np.atleast_2d(np.asarray(theta, dtype=float)), design)[0]
     out: dict[str, Any] = {"value": value, "low": None, "high": None, "level": level}
     if draws is not None and len(draws):
-        preds = law.predict(np.asarray(draws, dtype=float), design)
-        tail = (1.0 - level) / 2.0 * 100.0
-        out["low"], out["high"] = np.nanpercentile(preds, [tail, 100.0 - tail], axis=0)
+        with np.errstate(all="ignore"):
+            preds = law.predict(np.asarray(draws, dtype=float), design)
+        out["low"], out["high"] = percentile_interval(preds, level, value, stretch)
+        check_contains(value, out["low"], out["high"], f"law '{law.name}': the predicted loss")
     if np.ndim(params) == 0:
         out = {k: (float(np.asarray(v).ravel()[0]) if v is not None and k != "level" else v) for k, v in out.items()}
         if not math.isfinite(out["value"]) or (out["low"] is not None and not (
@@ -1183,7 +1187,8 @@ def time_budget_search(
     aspect_range: tuple[float, float] = ASPECT_RANGE,
     convention: str | None = None,
     tol: float = 1e-3,
-    level: float = 0.9,
+    level: float = 0.95,
+    stretch: float = 1.0,
 ) -> SearchResult:
     """The (width, depth) with the lowest predicted loss after ``hours`` of wall clock on ``gpus`` devices.
 
@@ -1245,7 +1250,7 @@ def time_budget_search(
     def describe(i):
         shape = Shape(int(D[i]), int(L[i]), int(D[i] // HEAD_DIM), int(F[i]), vocab, seq_len, int(batch),
                       micro_batch, gated_mlp, tie_embeddings, fused_attention=fused_attention, recompute=recompute)
-        pred = predict_loss(law, theta[0], draws, float(n_law[i]), float(tokens_time[i]), level)
+        pred = predict_loss(law, theta[0], draws, float(n_law[i]), float(tokens_time[i]), level, stretch)
         return {
             "model": shape.to_dict(),
             "aspect": float(aspect[i]),

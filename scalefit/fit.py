@@ -28,6 +28,7 @@ import numpy as np
 from .errors import ConvergenceWarning, DataError, FitError
 from .law import Law
 from .limits import enforce
+from .stats import stretch_factor
 
 LOSSES = ("huber", "lsq", "l1")
 _L1_EPS = 1e-9  # absolute error is Huber with a vanishing width: smooth enough for the solver
@@ -623,24 +624,6 @@ def _staged(progress: Callable | None) -> Callable[[str, int, int], None] | None
             progress(done, total)
 
     return call
-
-
-def stretch_factor(n_runs: int, n_free: int, ci: float) -> float:
-    """How much a bootstrap-over-runs interval is stretched about the estimate: t_{n-q} / z.
-
-    The bootstrap sees the scatter of n runs as if it were known exactly; with q parameters fitted
-    from them a t tail with n - q degrees of freedom is the honest one (1.06 for 25 runs and 5
-    parameters, 1.14 for 15, 1.0 for many runs).
-
-    Measured (benchmarks/calibration.py, Chinchilla truth, 200 simulated sweeps per design): with 5 sizes
-    x 5 token budgets the reported 95 % intervals cover the true parameters and a 10x extrapolated
-    forecast 96.5-99.5 % of the time (the plain percentile interval is already conservative there); with
-    only 3 sizes at 2 % noise the plain interval covers 93 % and the stretched one 94.5-98.5 %.
-    """
-    from scipy.stats import norm, t
-
-    p = 0.5 + ci / 2
-    return float(t.ppf(p, max(n_runs - n_free, 1)) / norm.ppf(p))
 
 
 def _connect_cluster(backend: str) -> None:

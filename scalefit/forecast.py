@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import DataError
 from .law import Columns, Law
+from .stats import with_run_noise
 
 INTERVALS = ("confidence", "prediction")
 
@@ -181,17 +182,8 @@ def optimal_params_for_tokens(law: Law, theta: np.ndarray, tokens: float) -> np.
                        np.full(k, np.log(tokens * 1e-7)), np.full(k, np.log(tokens * 1e3)))
 
 
-def with_run_noise(samples: np.ndarray, sigma: float) -> np.ndarray:
-    """Loss draws of the law's mean -> draws of one new run's observed loss (log-normal scatter ``sigma``).
-
-    Seeded: the same fit gives the same prediction interval every time.
-    """
-    noise = np.random.default_rng(0).normal(0.0, sigma, size=np.shape(samples)[0])
-    return np.asarray(samples) * np.exp(noise).reshape((-1,) + (1,) * (np.ndim(samples) - 1))
-
-
 def _interval(samples: np.ndarray | None, ci: float, center: float, stretch: float) -> tuple[float | None, float | None]:
-    from .result import percentile_interval
+    from .stats import percentile_interval
 
     if samples is None or np.isfinite(samples).sum() < 2:
         return None, None
@@ -365,7 +357,7 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
         interval=interval,
         warnings=warnings,
     )
-    from .result import check_contains
+    from .stats import check_contains
 
     # An interval far from its own estimate means draws that are not this fit's: refused, not printed.
     for name in ("loss", "params", "tokens", "compute"):

@@ -242,7 +242,8 @@ class L2LFit:
     def to_fit_result(self, source: str = "<runs>", ci: float = 0.95):
         """As a core FitResult (law ``loss_to_loss``), so ``fit.json``, ``translate`` and ``predict`` take it."""
         from .registry import get_law
-        from .result import Estimate, FitResult, percentile_interval
+        from .result import Estimate, FitResult
+        from .stats import percentile_interval
 
         law = get_law("loss_to_loss")
         theta = np.array([self.params[n] for n in law.param_names])
@@ -401,7 +402,8 @@ def translate_fit(source_fit, via_fit, *, ci: float | None = None, seed: int = 0
     bootstraps are independent); when one has draws, the other enters at its point estimate.
     """
     from .registry import get_law
-    from .result import Estimate, FitResult, percentile_interval
+    from .result import Estimate, FitResult
+    from .stats import percentile_interval
 
     if source_fit.law.name != SOURCE_LAW:
         raise DataError(f"--from: law '{source_fit.law.name}' cannot be translated exactly; fit the source with --law {SOURCE_LAW}")

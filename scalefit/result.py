@@ -21,6 +21,7 @@ import numpy as np
 from . import __version__
 from .errors import DataError
 from .law import Columns, Law
+from .stats import check_contains, percentile_interval, residual_scale, with_run_noise
 
 
 @dataclass(frozen=True)
@@ -45,58 +46,6 @@ class Prediction:
     low: np.ndarray | None = None
     high: np.ndarray | None = None
     draws: np.ndarray | None = field(default=None, repr=False)
-
-
-def percentile_interval(samples: np.ndarray, ci: float, center=None, stretch: float = 1.0):
-    """Central percentile interval over axis 0 (non-finite draws ignored), stretched about ``center``.
-
-    The stretch (see :func:`scalefit.fit.stretch_factor`) scales each end's distance from the estimate,
-    in log space where everything is positive; the result always contains the plain interval.
-    """
-    q = [100 * (1 - ci) / 2, 100 * (1 + ci) / 2]
-    samples = np.where(np.isfinite(samples), samples, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: NaN interval, said elsewhere
-        lo, hi = np.nanpercentile(samples, q, axis=0)
-    if center is None or stretch == 1.0:
-        return lo, hi
-    c = np.broadcast_to(np.asarray(center, dtype=float), np.shape(lo))
-    with np.errstate(all="ignore"):
-        pos = (c > 0) & (lo > 0) & (hi > 0)
-        lo_s = np.where(pos, c * (lo / c) ** stretch, c - stretch * (c - lo))
-        hi_s = np.where(pos, c * (hi / c) ** stretch, c + stretch * (hi - c))
-    return np.fmin(lo, lo_s), np.fmax(hi, hi_s)
-
-
-def check_contains(value, lo, hi, where: str) -> None:
-    """An interval must hold its own estimate. Far outside (by more than the interval's width) means the
-    draws are not this fit's: an error. Just outside can be honest -- a percentile interval of a parameter
-    at a bound -- so it is said in a warning rather than printed silently."""
-    value, lo, hi = (np.atleast_1d(np.asarray(x, dtype=float)) for x in (value, lo, hi))
-    with np.errstate(invalid="ignore"):
-        miss = np.fmax(lo - value, value - hi)
-        tol = 1e-9 * np.maximum(1.0, np.abs(value))
-        far = np.isfinite(value) & (miss > np.fmax(hi - lo, 0) + tol)
-        near = np.isfinite(value) & (miss > tol) & ~far
-    if np.any(far):
-        i = int(np.argmax(far))
-        raise DataError(f"{where}: the interval [{lo[i]:.6g}, {hi[i]:.6g}] does not contain its estimate "
-                        f"{value[i]:.6g}: the bootstrap draws do not belong to this fit; refit")
-    if np.any(near):
-        i = int(np.argmax(near))
-        warnings.warn(f"{where}: the estimate {value[i]:.6g} lies outside its own interval [{lo[i]:.6g}, "
-                      f"{hi[i]:.6g}] (a parameter at a bound skews the bootstrap); read the interval with care",
-                      stacklevel=3)
-
-
-def residual_scale(r: np.ndarray, n_free: int) -> float:
-    """1.4826 MAD of the log residuals times sqrt(n/(n-q)): a noise scale that outliers do not inflate."""
-    r = np.asarray(r, dtype=float)
-    r = r[np.isfinite(r)]
-    if r.size <= n_free:
-        return float("nan")
-    mad = 1.4826 * float(np.median(np.abs(r - np.median(r))))
-    return mad * math.sqrt(r.size / (r.size - n_free))
 
 
 MIN_R2 = 0.5  # below this the law explains less of log loss than the noise does: no estimate to report
@@ -272,8 +221,6 @@ class FitResult:
         ``interval="confidence"`` bounds the law's mean; ``"prediction"`` bounds a new run's observed
         value, adding the fit's run-to-run scatter (``diagnostics["residual_scale_log"]``) to each draw.
         """
-        from .forecast import with_run_noise
-
         design = self.law.prepare(inputs)
         value = self.law.predict(self.theta[None], design)[0]
         if not draws or self.draws is None or len(self.draws) < 2:

@@ -16,8 +16,9 @@ from scalefit.check import compare, parse_point, parse_tolerances
 from scalefit.cli import app
 from scalefit.data import from_frame
 from scalefit.errors import DataError
-from scalefit.fit import fit, stretch_factor
+from scalefit.fit import fit
 from scalefit.result import load_fit
+from scalefit.stats import stretch_factor
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: tests/ is not on sys.path
 from strategies import EPOCH, ROOT, SHARED, chinchilla_frame

@@ -530,3 +530,23 @@ def test_cli_unreadable_cost_json(tmp_path):
     bad.write_text("{not json")
     assert_clean_error(invoke("cost", "estimate", "--params", "1B", "--tokens", "1B", "--hardware", "H100",
                               "--calibration", bad), "not valid JSON")
+
+
+def test_cost_and_predict_quote_the_same_interval(tmp_path):
+    """One interval rule everywhere: cost estimate --fit and predict --fit agree at the same (N, D)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from scalefit.cli import app
+
+    runner = CliRunner()
+    fit_json = tmp_path / "fit.json"
+    example = Path(__file__).resolve().parents[1] / "data" / "example_runs.csv"
+    assert runner.invoke(app, ["fit", str(example), "-b", "100", "--out", str(fit_json)]).exit_code == 0
+    cost_out = runner.invoke(app, ["cost", "estimate", "--params", "1B", "--tokens", "20B", "--hardware", "H100",
+                                   "--fit", str(fit_json), "--json"])
+    pred_out = runner.invoke(app, ["predict", "--fit", str(fit_json), "--params", "1B", "--tokens", "20B", "--json"])
+    a, b = json.loads(cost_out.stdout)["loss"], json.loads(pred_out.stdout)["loss"]
+    assert (a["value"], a["low"], a["high"]) == (b["value"], b["low"], b["high"])
+    assert a["level"] == 0.95

@@ -138,7 +138,7 @@ def estimate_command(
         fit = load_fit(fit_path, law_file or [])
         conv = cost.params_convention(fit.law, fit.units)
         n_law = shape.params_nonembedding if conv == "non-embedding" else (n_params or shape.params_total)
-        est.loss = cost.predict_loss(fit.law, fit.theta, fit.draws, n_law, est.tokens, fit.ci)
+        est.loss = cost.predict_loss(fit.law, fit.theta, fit.draws, n_law, est.tokens, fit.ci, fit.stretch)
         est.loss.update(law=fit.law.name, params=n_law, params_convention=conv)
         if not math.isfinite(est.loss["value"]):
             est.warnings.append(f"law '{fit.law.name}' gives no finite loss at {n_law:.3g} params and "
@@ -308,7 +308,7 @@ def _print_calibration(model) -> None:
 
 
 # --------------------------------------------------------------------------------------------  search
-def run_search(law, theta, draws, level, units, *, hours, hardware, gpus, peak_tflops=None, hbm_gbps=None,
+def run_search(law, theta, draws, level, units, *, stretch=1.0, hours, hardware, gpus, peak_tflops=None, hbm_gbps=None,
                net_gbps=None, mfu=None, calibration=None, flop_mfu=0.4, seq_len=2048, vocab=32000, batch=None,
                max_aspect=512.0, json_out=False, source=""):
     """Shared by ``scalefit cost search`` and ``scalefit predict --hours``: search and print."""
@@ -318,7 +318,7 @@ def run_search(law, theta, draws, level, units, *, hours, hardware, gpus, peak_t
     model = _time_model(hw, mfu, calibration)
     _print_model_kind(model)
     res = cost.time_budget_search(law, theta, draws, hours=hours, hardware=hw, gpus=gpus, time_model=model,
-                                  flop_mfu=flop_mfu, seq_len=seq_len, vocab=vocab, batch=batch, level=level,
+                                  flop_mfu=flop_mfu, seq_len=seq_len, vocab=vocab, batch=batch, level=level, stretch=stretch,
                                   aspect_range=(cost.ASPECT_RANGE[0], max_aspect),
                                   convention=cost.params_convention(law, units))
     for which in ("best", "flop_optimal"):
@@ -389,8 +389,8 @@ def search_command(
     cost.check_range("hours", h)
     cost.check_gpus(gpus)
     cost.check_seq_len(seq_len)
-    law_obj, theta, draws, level, units, source = _load_law(fit_path, law, reference, law_file)
-    run_search(law_obj, theta, draws, level, units, hours=h, hardware=hardware, gpus=gpus, peak_tflops=peak_tflops,
+    law_obj, theta, draws, level, stretch, units, source = _load_law(fit_path, law, reference, law_file)
+    run_search(law_obj, theta, draws, level, units, stretch=stretch, hours=h, hardware=hardware, gpus=gpus, peak_tflops=peak_tflops,
                hbm_gbps=hbm_gbps, net_gbps=net_gbps, mfu=mfu, calibration=calibration, flop_mfu=flop_mfu,
                seq_len=seq_len, vocab=vocab, batch=batch, max_aspect=max_aspect, json_out=json_out, source=source)
 
@@ -404,14 +404,14 @@ def _load_law(fit_path, law, reference, law_file):
         from ..result import load_fit
 
         fit = load_fit(fit_path, law_file or [])
-        return fit.law, fit.theta, fit.draws, fit.ci, fit.units, fit_path
+        return fit.law, fit.theta, fit.draws, fit.ci, fit.stretch, fit.units, fit_path
     if law:
         from ..registry import get_law
 
         obj = get_law(law, law_file or [])
         name = reference if reference not in (None, "default") else None
         theta = obj.reference_theta(name)
-        return obj, theta, None, 0.95, {}, f"{obj.name} published values ({name or next(iter(obj.reference))})"
+        return obj, theta, None, 0.95, 1.0, {}, f"{obj.name} published values ({name or next(iter(obj.reference))})"
     raise DataError("give --fit fit.json, or --law NAME [--reference SET] to use published values")
 
 

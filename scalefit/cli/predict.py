@@ -75,7 +75,7 @@ def predict_command(
         if n is not None or d is not None or c is not None:
             raise DataError("--hours searches model shapes itself; drop --params/--tokens/--compute")
         run_search(law_obj, theta, draws, level, getattr(result, "units", {}) if fit_path else {},
-                   hours=h, hardware=hardware, gpus=gpus,
+                   stretch=stretch, hours=h, hardware=hardware, gpus=gpus,
                    calibration=calibration, json_out=json_out, source=source)
         return
     result_fc = forecast(law_obj, theta, draws, params=n, tokens=d, compute=c, ci=level, ranges=ranges,
