@@ -12,7 +12,7 @@ N_avg comes from a ``params_avg`` column, or is computed when loading from the c
 gradual-magnitude-pruning run: ``params`` (dense count), ``final_sparsity`` s_f, ``prune_start`` u_s and
 ``prune_end`` u_e (fractions of training) and optional ``params_unprunable`` Q. Under the cubic schedule
 (Zhu & Gupta 2017), N_avg = Q + P (1 - s_f [0.75 (u_e - u_s) + (1 - u_e)]) with P = params - Q; for
-pruning from 25 % to 75 % of training, N_avg = Q + P (1 - 0.625 s_f) (``scalefit.data.average_params``).
+pruning from 25 % to 75 % of training, N_avg = Q + P (1 - 0.625 s_f) (``scalefit.pruning.average_params``).
 A dense run (s_f = 0) has N_avg = params exactly, and the law is then Chinchilla to the last bit.
 
 The paper's fitted coefficients were not available to us; the reference set is Hoffmann's Chinchilla

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, UnitsWarning
+from .pruning import PRUNING_INPUTS, params_avg_of_pruned_runs
 from .tables import read_table, show_name, show_names
 from .units import parse_count
 
@@ -354,7 +355,17 @@ def from_frame(
                 canon["flops"] = 6.0 * canon["params"] * canon["tokens"]
 
     if "params_avg" in required and "params_avg" not in canon:
-        _derive_params_avg(frame, canon, roles, dict(columns or {}), source)
+        mapping = dict(columns or {})
+        found = {}
+        for role in PRUNING_INPUTS:
+            column = mapping.get(role, role)
+            if column in frame.columns:
+                found[role] = _numeric(frame[column], role, source)
+                roles[role] = column
+        if found:  # else the generic "missing column" error below names params_avg
+            params = canon["params"].to_numpy(dtype=float) if "params" in canon else None
+            canon["params_avg"] = params_avg_of_pruned_runs(params, found, roles, source)
+            roles["params_avg"] = "average_params(params, final_sparsity, prune_start, prune_end)"
 
     missing = [r for r in required if r not in canon.columns]
     if missing:
@@ -440,63 +451,6 @@ def from_frame(
     canon.attrs["original_columns"] = list(frame.columns)
     units = {"loss_unit": loss_unit, "params_convention": params_convention}
     return Dataset(canon, source, {k: v for k, v in roles.items()}, units, dropped)
-
-
-PRUNING_ROLES = ("final_sparsity", "prune_start", "prune_end")
-
-
-def average_params(params, final_sparsity, prune_start, prune_end, params_unprunable=0.0):
-    """Average parameter count over training under the cubic gradual-pruning schedule (Zhu & Gupta 2017).
-
-    Sparsity of the prunable weights P = params - params_unprunable is
-    s(u) = s_f (1 - (1 - (u - u_s)/(u_e - u_s))^3) for u in [u_s, u_e] (u = fraction of training),
-    0 before and s_f after. The cubic averages to 3/4 over the window, so
-    N_avg = params - P s_f [0.75 (u_e - u_s) + (1 - u_e)]  (Jin et al. 2025); s_f = 0 gives params exactly.
-    """
-    params = np.asarray(params, dtype=float)
-    pruned = params - np.asarray(params_unprunable, dtype=float)
-    u_s, u_e = np.asarray(prune_start, dtype=float), np.asarray(prune_end, dtype=float)
-    mean_sparsity = np.asarray(final_sparsity, dtype=float) * (0.75 * (u_e - u_s) + (1.0 - u_e))
-    return params - pruned * mean_sparsity
-
-
-def _derive_params_avg(frame, canon, roles, mapping, source) -> None:
-    """Fill the ``params_avg`` role from the columns that define a pruning run, when they are present."""
-    found = {}
-    for role in (*PRUNING_ROLES, "params_unprunable"):
-        column = mapping.get(role, role)
-        if column in frame.columns:
-            found[role] = _numeric(frame[column], role, source)
-            roles[role] = column
-    if not found:
-        return  # the generic "missing column" error below names params_avg
-    absent = [r for r in ("params", *PRUNING_ROLES) if r not in found and (r != "params" or "params" not in canon)]
-    if absent:
-        raise DataError(
-            f"{source}: no params_avg column, and the pruning columns are incomplete: missing "
-            f"{', '.join(absent)} (give params_avg, or params, final_sparsity, prune_start, prune_end)"
-        )
-    params = canon["params"].to_numpy(dtype=float)
-    unprunable = found.get("params_unprunable", np.zeros_like(params))
-    checks = [
-        ("final_sparsity", (found["final_sparsity"] >= 0) & (found["final_sparsity"] < 1), "must lie in [0, 1)"),
-        ("prune_start", (found["prune_start"] >= 0) & (found["prune_start"] <= 1), "must be a fraction in [0, 1]"),
-        ("prune_end", (found["prune_end"] >= found["prune_start"]) & (found["prune_end"] <= 1),
-         "must be a fraction in [prune_start, 1]"),
-        ("params_unprunable", (unprunable >= 0) & (unprunable <= params), "must lie in [0, params]"),
-    ]
-    for role, ok, why in checks:
-        bad = np.flatnonzero(~ok)
-        if bad.size:
-            column = roles.get(role, role)
-            raise DataError(
-                f"{source}: column '{column}' ({role}) row {bad[0] + 1}: value "
-                f"{(found.get(role, unprunable))[bad[0]]!r} {why}"
-            )
-    canon["params_avg"] = average_params(
-        params, found["final_sparsity"], found["prune_start"], found["prune_end"], unprunable
-    )
-    roles["params_avg"] = "average_params(params, final_sparsity, prune_start, prune_end)"
 
 
 def load_runs(path: str | Path, **kwargs) -> Dataset:

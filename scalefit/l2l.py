@@ -236,8 +236,10 @@ class L2LFit:
     def intervals(self, ci: float = 0.95) -> dict[str, tuple[float, float]] | None:
         if self.draws is None:
             return None
-        q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
-        return {n: tuple(np.percentile(self.draws[:, i], q)) for i, n in enumerate(("kappa", "K", "E_x", "E_y"))}
+        from .stats import percentile_interval
+
+        lo, hi = percentile_interval(self.draws, ci)
+        return {n: (float(lo[i]), float(hi[i])) for i, n in enumerate(("kappa", "K", "E_x", "E_y"))}
 
     def to_fit_result(self, source: str = "<runs>", ci: float = 0.95):
         """As a core FitResult (law ``loss_to_loss``), so ``fit.json``, ``translate`` and ``predict`` take it."""

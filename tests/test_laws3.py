@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit.data import average_params, from_frame
+from scalefit.data import from_frame
 from scalefit.errors import DataError
 from scalefit.fit import fit
+from scalefit.pruning import average_params
 from scalefit.registry import get_law
 
 MY_LAWS = ("farseer", "sparse_avg", "loss_to_loss", "kaplan_e")
