@@ -65,9 +65,10 @@ def main() -> None:
     args = parser.parse_args()
     if not MPL.exists():
         sys.exit(f"shared data not found at {MPL}")
-    from scalefit.fit import RobustLoss, fit
+    from scalefit.fit import fit
     from scalefit.registry import get_law
     from scalefit.schedule import curve_metrics, optimize_schedule, parse_schedule
+    from scalefit.solver import RobustLoss
 
     law = get_law("multipower")
     exact = law.with_options(resolution="exact")

@@ -41,7 +41,7 @@ OUT = ROOT / "benchmarks" / "results" / "mpl_split_study.md"
 
 def huber(r):
     """The fitter's own objective term (Huber, delta 1e-3, on log residuals)."""
-    from scalefit.fit import RobustLoss
+    from scalefit.solver import RobustLoss
 
     return RobustLoss("huber", 1e-3).rho(r)
 

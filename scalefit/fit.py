@@ -1,15 +1,12 @@
 """Robust fitting: summed Huber loss on log residuals, multi-start, bootstrap over runs.
 
-The objective is ``sum_i w_i * rho(log yhat_i - log y_i)`` with ``rho`` the Huber function of width
-``delta`` (1e-3 by default, the Chinchilla recipe), plain least squares, or absolute error. It is
-*summed*, not averaged: averaging shrinks the objective so much that solvers stop early, which is what
-biased the published Chinchilla fit (Besiroglu et al. 2024).
-
-Why a batched solver: the Chinchilla recipe starts from 4,500 grid points, and the bootstrap refits the
-law a thousand times. Both are the same problem -- many independent small least-squares fits -- so they
-run as one vectorised iteratively-reweighted Levenberg-Marquardt over a batch of parameter vectors
-(``law.predict`` takes a (k, p) batch). The best few starts are then polished with
-``scipy.optimize.least_squares(loss="huber")``, which minimises exactly the same objective.
+:func:`fit` is the entry point: it checks every option before any work (:func:`check_options`), turns
+the data into the law's design, runs the multi-start of :mod:`scalefit.solver` (the numerical engine:
+objective, batched Levenberg-Marquardt, polish), and bootstraps over runs. Huge tables are searched on an
+evenly thinned copy that keeps every run, then refined on every row. The bootstrap resamples runs, not
+rows (a curve is one run), refits each resample warm-started at the full-data optimum, is seeded, and runs
+in parallel through joblib: ``loky`` or ``threading`` here, or a ``dask`` or ``ray`` cluster connected
+here. Progress reaches the caller stage by stage.
 """
 
 from __future__ import annotations
@@ -20,406 +17,17 @@ import os
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
 from .errors import ConvergenceWarning, DataError, FitError
 from .law import Law
-from .limits import enforce
+from .limits import _cpus, enforce
+from .solver import LOSSES, Parameterization, Problem, RobustLoss, block_size, multistart, solve_batch
 from .stats import stretch_factor
 
-LOSSES = ("huber", "lsq", "l1")
-_L1_EPS = 1e-9  # absolute error is Huber with a vanishing width: smooth enough for the solver
-
-
-# --------------------------------------------------------------------------- loss functions
-@dataclass(frozen=True)
-class RobustLoss:
-    """rho(r) and the two derived quantities the solver needs: psi = rho' and IRLS weights psi/r."""
-
-    kind: str = "huber"
-    delta: float = 1e-3
-
-    @property
-    def width(self) -> float:
-        return {"huber": self.delta, "lsq": math.inf, "l1": _L1_EPS}[self.kind]
-
-    def rho(self, r: np.ndarray) -> np.ndarray:
-        d = self.width
-        a = np.abs(r)
-        if math.isinf(d):
-            return 0.5 * r * r
-        return np.where(a <= d, 0.5 * r * r, d * (a - 0.5 * d))
-
-    def psi(self, r: np.ndarray) -> np.ndarray:
-        d = self.width
-        return r if math.isinf(d) else np.clip(r, -d, d)
-
-    def irls_weight(self, r: np.ndarray) -> np.ndarray:
-        d = self.width
-        if math.isinf(d):
-            return np.ones_like(r)
-        a = np.abs(r)
-        return np.where(a <= d, 1.0, d / np.maximum(a, 1e-300))
-
-
-# --------------------------------------------------------------------------- parameter mapping
-class Parameterization:
-    """Maps the optimiser's free vector ``u`` to the law's full natural-unit vector ``theta``.
-
-    Free parameters with ``log=True`` are optimised as log(value). ``fixed`` pins values (``--set``);
-    ``ties`` makes one parameter equal another (``--tie beta=alpha``, as Gadre et al. do).
-    """
-
-    def __init__(self, law: Law, fixed: Mapping[str, float] | None = None, ties: Mapping[str, str] | None = None):
-        names = law.param_names
-        self.law = law
-        self.names = names
-        fixed = dict(fixed or {})
-        ties = dict(ties or {})
-        for name in list(fixed) + list(ties):
-            if name not in names:
-                raise DataError(f"law '{law.name}' has no parameter '{name}'; parameters are: {', '.join(names)}")
-        for name, src in ties.items():
-            if src not in names:
-                raise DataError(f"--tie {name}={src}: law '{law.name}' has no parameter '{src}'")
-            if src in ties or src in fixed:
-                raise DataError(f"--tie {name}={src}: '{src}' must itself be free (not tied or fixed)")
-            if name in fixed:
-                raise DataError(f"parameter '{name}' is both fixed and tied")
-        lo, hi = law.bounds_array()
-        for name, value in fixed.items():
-            i = names.index(name)
-            if not (lo[i] <= value <= hi[i]):
-                raise DataError(f"--set {name}={value}: outside the law's bounds [{lo[i]:g}, {hi[i]:g}]")
-        self.fixed = {names.index(k): float(v) for k, v in fixed.items()}
-        self.ties = {names.index(k): names.index(v) for k, v in ties.items()}
-        self.free = [i for i in range(len(names)) if i not in self.fixed and i not in self.ties]
-        if not self.free:
-            raise DataError(f"law '{law.name}': every parameter is fixed or tied; nothing to fit")
-        self.log = np.array([law.params[names[i]].log for i in self.free])
-        self.lo = self._to_space(lo[self.free])
-        self.hi = self._to_space(hi[self.free])
-        # d theta / d theta_free: column j of ``expand`` says which full entries free j feeds.
-        self.expand = np.zeros((len(names), len(self.free)))
-        for j, i in enumerate(self.free):
-            self.expand[i, j] = 1.0
-        for i, src in self.ties.items():
-            self.expand[i, self.free.index(src)] = 1.0
-
-    @property
-    def free_names(self) -> list[str]:
-        return [self.names[i] for i in self.free]
-
-    def to_theta(self, u: np.ndarray) -> np.ndarray:
-        u = np.atleast_2d(u)
-        free_vals = np.where(self.log, np.exp(u), u)
-        theta = free_vals @ self.expand.T
-        for i, v in self.fixed.items():
-            theta[:, i] = v
-        return theta
-
-    def to_u(self, theta: np.ndarray) -> np.ndarray:
-        theta = np.atleast_2d(np.asarray(theta, dtype=float))
-        return self._to_space(theta[:, self.free])
-
-    def _to_space(self, free_vals: np.ndarray) -> np.ndarray:
-        """Natural values of the free parameters -> optimiser space (log where declared)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.log, np.log(np.where(self.log, free_vals, 1.0)), free_vals)
-
-    def jac_u(self, jac_theta: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Chain rule: d/du = d/dtheta @ expand, times exp(u) for log parameters."""
-        j = jac_theta @ self.expand
-        scale = np.where(self.log, np.exp(u), 1.0)  # (k, q)
-        return j * scale[:, None, :]
-
-    def clip(self, u: np.ndarray) -> np.ndarray:
-        return np.clip(u, self.lo, self.hi)
-
-    def start_grid(self, extra: np.ndarray | None = None) -> np.ndarray:
-        """The law's init grid over the free parameters (duplicates removed), plus extra starts."""
-        grids = [np.asarray(self.law.params[self.names[i]].init) for i in self.free]
-        mesh = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1).reshape(-1, len(self.free))
-        u = self._to_space(mesh)
-        if extra is not None and len(extra):
-            u = np.vstack([self.to_u(extra), u])
-        u = u[np.all(np.isfinite(u), axis=1)]
-        return self.clip(u)
-
-
-# --------------------------------------------------------------------------- the problem
-def _unit_mean(weights) -> np.ndarray:
-    w = np.asarray(weights, dtype=float)
-    w = w / w.max()  # first by the largest, so the mean cannot overflow
-    return w / w.mean()
-
-
-class Problem:
-    """Residuals r = log(yhat) - log(y) and their Jacobian in ``u`` for a batch of parameter vectors."""
-
-    def __init__(self, law: Law, design: dict, y: np.ndarray, weights: np.ndarray | None,
-                 param: Parameterization, loss: RobustLoss):
-        self.law = law
-        self.design = design
-        self.logy = np.log(np.asarray(y, dtype=float))
-        self.n = self.logy.size
-        # Weights are relative: rescaled to mean 1 (the optimum is unchanged) so that extreme ones
-        # (1e300) cannot overflow the normal equations.
-        self.w = np.ones(self.n) if weights is None else _unit_mean(weights)
-        self.param = param
-        self.loss = loss
-        self.has_jac = None  # decided on first call
-
-    def _yhat(self, theta: np.ndarray) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            return self.law.predict(theta, self.design)
-
-    def residuals(self, u: np.ndarray) -> np.ndarray:
-        theta = self.param.to_theta(u)
-        yhat = self._yhat(theta)
-        with np.errstate(all="ignore"):
-            r = np.log(yhat) - self.logy
-        return np.where(np.isfinite(r), r, np.nan)
-
-    def objective(self, u: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-        r = self.residuals(u)
-        f = np.sum((self.w if w is None else w) * self.loss.rho(r), axis=-1)
-        return np.where(np.isfinite(f), f, np.inf)
-
-    def residuals_and_jac(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        theta = self.param.to_theta(u)
-        with np.errstate(all="ignore"):
-            yhat, jac = self.law.predict_and_jacobian(theta, self.design)
-            if jac is None:
-                jac = self._numeric_jac(theta, yhat)
-            r = np.log(yhat) - self.logy
-            jr = jac / yhat[..., None]  # d log yhat = d yhat / yhat
-        return r, self.param.jac_u(jr, u)
-
-    def _numeric_jac(self, theta: np.ndarray, yhat: np.ndarray) -> np.ndarray:
-        """Batched central differences in theta (used when a law gives no analytic Jacobian)."""
-        k, p = theta.shape
-        out = np.empty(yhat.shape + (p,))
-        for j in range(p):
-            h = 1e-6 * np.maximum(np.abs(theta[:, j]), 1e-8)
-            tp, tm = theta.copy(), theta.copy()
-            tp[:, j] += h
-            tm[:, j] -= h
-            out[..., j] = (self.law.predict(tp, self.design) - self.law.predict(tm, self.design)) / (2 * h[:, None])
-        return out
-
-
-# --------------------------------------------------------------------------- batched solver
 _SEARCH_ROWS = 50_000  # above this many rows the multi-start runs on an evenly thinned copy
-_BLOCK = 512  # rows of the batch solved together: keeps the (k, n, q) Jacobian in cache
-_MAX_ELEMENTS = 2**24  # cap on k * n * (q + 1) per block (~128 MB of float64), so 10M-row tables fit
-
-
-def block_size(n: int, q: int) -> int:
-    """How many parameter vectors to evaluate together on n rows with q free parameters."""
-    return int(max(1, min(_BLOCK, _MAX_ELEMENTS // max(1, n * (q + 1)))))
-
-
-def solve_batch(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = None, *,
-                max_iter: int = 200, ftol: float = 1e-12,
-                progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Solve a batch of independent starts in cache- and memory-sized blocks; see :func:`_solve_block`.
-
-    ``progress(done, total)`` hears every iteration: total = blocks x ``max_iter``; a block that converges
-    early jumps to its end.
-    """
-    k = len(u0)
-    block = block_size(problem.n, u0.shape[1])
-    n_blocks = max(1, math.ceil(k / block))
-    total = n_blocks * max_iter
-
-    def tick(b):
-        if progress is None:
-            return None
-        return lambda it: progress(b * max_iter + it, total)
-
-    if k <= block:
-        out = _solve_block(problem, u0, weights, max_iter=max_iter, ftol=ftol, on_iter=tick(0))
-    else:
-        w = None if weights is None else np.broadcast_to(weights, (k, problem.n))
-        parts = [_solve_block(problem, u0[i : i + block], None if w is None else w[i : i + block],
-                              max_iter=max_iter, ftol=ftol, on_iter=tick(i // block)) for i in range(0, k, block)]
-        out = tuple(np.concatenate(x) for x in zip(*parts))
-    if progress is not None:
-        progress(total, total)
-    return out
-
-
-def _solve_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = None, *,
-                 max_iter: int = 200, ftol: float = 1e-12,
-                 on_iter: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Iteratively reweighted, damped Gauss-Newton (Levenberg-Marquardt) for k problems at once.
-
-    Each row of ``u0`` is an independent start; ``weights`` is (n,) or (k, n) (bootstrap multiplicity
-    times user weights). Returns (u, objective, converged). Steps are accepted only when the robust
-    objective decreases, so every row descends monotonically; bounds are enforced by projection.
-    """
-    loss = problem.loss
-    u = problem.param.clip(np.array(u0, dtype=float, copy=True))
-    k, q = u.shape
-    w_all = np.broadcast_to(problem.w if weights is None else weights, (k, problem.n))
-    f = problem.objective(u, w_all)
-    lam = np.full(k, 1e-3)
-    converged = np.zeros(k, dtype=bool)
-    active = np.isfinite(f)
-    eye = np.eye(q)
-    for it in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        if on_iter is not None:
-            on_iter(it)
-        ua, wa = u[idx], w_all[idx]
-        r, J = problem.residuals_and_jac(ua)
-        bad = np.zeros(idx.size, dtype=bool)
-        if not (np.isfinite(r).all() and np.isfinite(J).all()):  # rare: scrub only when needed
-            bad = ~np.all(np.isfinite(r), axis=1) | ~np.all(np.isfinite(J), axis=(1, 2))
-            r = np.where(np.isfinite(r), r, 0.0)
-            J = np.where(np.isfinite(J), J, 0.0)
-        Jt = J.transpose(0, 2, 1)  # batched BLAS matmuls: several times faster than einsum here
-        g = (Jt @ (wa * loss.psi(r))[..., None])[..., 0]
-        H = (Jt * (wa * loss.irls_weight(r))[:, None, :]) @ J
-        diag = np.diagonal(H, axis1=1, axis2=2)
-        scale = np.maximum(diag, 1e-12 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300))
-        A = H + lam[idx, None, None] * scale[:, :, None] * eye
-        try:
-            step = -np.linalg.solve(A, g[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            step = -np.stack([np.linalg.lstsq(a, b, rcond=None)[0] for a, b in zip(A, g)])
-        u_new = problem.param.clip(ua + step)
-        f_new = problem.objective(u_new, wa)
-        f_old = f[idx]
-        better = (f_new < f_old) & ~bad
-        small = better & ((f_old - f_new) <= ftol * np.maximum(f_old, 1e-300))
-        u[idx[better]] = u_new[better]
-        f[idx[better]] = f_new[better]
-        lam[idx] = np.where(better, np.maximum(lam[idx] * 0.3, 1e-12), lam[idx] * 10.0)
-        # Done: a negligible improvement, or no step of any size improves (a minimum at working precision).
-        stalled = lam[idx] > 1e10
-        done = small | stalled | bad
-        converged[idx[done & ~bad]] = True
-        active[idx[done]] = False
-    return u, f, converged
-
-
-_POLISH_NFEV = 2000  # most residual evaluations one polish may spend
-
-
-def _polish(problem: Problem, u: np.ndarray, on_eval: Callable[[int], None] | None = None) -> np.ndarray:
-    """scipy's trust-region least squares with loss='huber': the same objective, handled exactly at bounds.
-
-    ``on_eval(n)`` hears the number of residual evaluations so far (at most ``_POLISH_NFEV``).
-    """
-    from scipy.optimize import least_squares
-
-    loss = problem.loss
-    sw = np.sqrt(problem.w)
-    calls = [0]
-
-    def fun(x):
-        calls[0] += 1
-        if on_eval is not None:
-            on_eval(calls[0])
-        return sw * np.nan_to_num(problem.residuals(x[None])[0], nan=1e3)
-
-    def jac(x):
-        _, J = problem.residuals_and_jac(x[None])
-        return sw[:, None] * np.nan_to_num(J[0])
-
-    kind = {"huber": "huber", "lsq": "linear", "l1": "soft_l1"}[loss.kind]
-    if loss.kind == "l1":  # no exact L1 in least_squares; the batched solver's answer stands
-        return u
-    lo, hi = problem.param.lo, problem.param.hi
-    x0 = np.clip(u, lo + 1e-12 * (hi - lo), hi - 1e-12 * (hi - lo))
-    try:
-        # Extreme weights or values overflow inside scipy; a non-finite answer is rejected below anyway.
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            res = least_squares(fun, x0, jac=jac, bounds=(lo, hi), loss=kind,
-                                f_scale=loss.delta if loss.kind == "huber" else 1.0,
-                                method="trf", x_scale="jac", ftol=1e-15, xtol=1e-15, gtol=1e-15,
-                                max_nfev=_POLISH_NFEV)
-    except (ValueError, np.linalg.LinAlgError):
-        return u
-    return res.x if np.all(np.isfinite(res.x)) else u
-
-
-# --------------------------------------------------------------------------- multi-start
-@dataclass
-class StartReport:
-    n_starts: int
-    n_refined: int
-    n_converged_best: int
-    best_objective: float
-
-
-def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, polish: int = 4,
-               progress: Callable[[str, int, int], None] | None = None) -> tuple[np.ndarray, float, StartReport]:
-    """All starts in one batch, pruned by successive halving, the finalists run to convergence.
-
-    ``progress(stage, done, total)`` hears each stage as it advances: "starts" (screening the grid),
-    "refine" (the finalists run to convergence) and "polish" (scipy on the best few minima).
-    """
-    def report(stage):
-        if progress is None:
-            return None
-        return lambda done, total: progress(stage, done, total)
-
-    block = block_size(problem.n, starts.shape[1])
-    f0 = np.concatenate([problem.objective(starts[i : i + block]) for i in range(0, len(starts), block)])
-    ok = np.isfinite(f0)
-    if not ok.any():
-        raise FitError(f"law '{problem.law.name}': the law is not finite and positive at any starting point")
-    u = starts[ok]
-    f = f0[ok]
-    n_starts = len(starts)
-    # Successive halving: a few cheap iterations for everyone, full effort for the promising.
-    rounds, size = [], len(u)
-    for iters, survivors in ((6, max(keep, len(u) // 10)), (20, keep)):
-        if size > survivors:
-            rounds.append((iters, survivors, math.ceil(size / block) * iters))
-            size = survivors
-    work, done = sum(r[2] for r in rounds), 0
-    for iters, survivors, cost in rounds:
-        tick = None if progress is None else (lambda d, _t, done=done: progress("starts", done + d, work))
-        u, f, _ = solve_batch(problem, u, max_iter=iters, progress=tick)
-        done += cost
-        order = np.argsort(f)[:survivors]
-        u, f = u[order], f[order]
-    u, f, conv = solve_batch(problem, u, max_iter=400, progress=report("refine"))
-    order = np.argsort(f)
-    u, f = u[order], f[order]
-    best_u, best_f = u[0], f[0]
-    # Polish the best few distinct minima with scipy; keep whichever is lowest.
-    seen: list[np.ndarray] = []
-    budget = polish * _POLISH_NFEV
-    for cand in u[: max(polish * 4, polish)]:
-        if any(np.allclose(cand, s, rtol=1e-4, atol=1e-6) for s in seen):
-            continue
-        seen.append(cand)
-        offset = (len(seen) - 1) * _POLISH_NFEV
-        pu = _polish(problem, cand, None if progress is None else
-                     (lambda n, offset=offset: progress("polish", offset + min(n, _POLISH_NFEV), budget)))
-        pf = problem.objective(pu[None])[0]
-        if pf < best_f:
-            best_u, best_f = pu, pf
-        if progress is not None:
-            progress("polish", len(seen) * _POLISH_NFEV, budget)
-        if len(seen) >= polish:
-            break
-    if progress is not None:
-        progress("polish", budget, budget)
-    tol = 1e-6 * max(best_f, 1e-12) + 1e-12
-    reached = int(np.sum(f <= best_f + max(tol, 1e-5 * best_f)))
-    return best_u, float(best_f), StartReport(n_starts, len(u), reached, float(best_f))
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -481,13 +89,6 @@ def _exit_with_parent(parent: int) -> None:
 
 def _effective_jobs(jobs: int) -> int:
     return _cpus() if jobs == -1 else int(jobs)
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def run_bootstrap(problem: Problem, u_hat: np.ndarray, run_codes: np.ndarray, n_draws: int, seed: int | None,
@@ -626,8 +227,20 @@ def _staged(progress: Callable | None) -> Callable[[str, int, int], None] | None
     return call
 
 
-def _connect_cluster(backend: str) -> None:
-    """dask: use the Client the caller made, or the cluster at DASK_SCHEDULER_ADDRESS; else say how to get one."""
+def connect_backend(backend: str) -> None:
+    """Make joblib's ``backend`` usable before any work; a DataError that says how when it is not.
+
+    dask: use the Client the caller made, or the cluster at DASK_SCHEDULER_ADDRESS; else say how to get
+    one. ray: register ray's joblib backend (joblib's first task then joins the cluster at RAY_ADDRESS, or
+    starts a local one). loky and threading need nothing.
+    """
+    if backend == "ray":
+        try:
+            from ray.util.joblib import register_ray
+        except ImportError:
+            raise DataError("backend 'ray' needs the optional extra: pip install 'scalefit[ray]'") from None
+        register_ray()
+        return
     if backend != "dask":
         return
     try:
@@ -718,7 +331,7 @@ def fit(
         # Before any work: the draws must fit in memory, and a cluster backend must have a cluster.
         enforce("memory_bytes", bootstrap_bytes(n_bootstrap, data.n_runs, max(n_free, len(law.param_names))),
                 f"n_bootstrap={n_bootstrap:,} draws over {data.n_runs:,} runs")
-        _connect_cluster(backend)
+        connect_backend(backend)
     if n_rows <= n_free:
         raise FitError(
             f"{data.source}: {n_rows} row(s) for {n_free} free parameter(s) of law '{law.name}'; "

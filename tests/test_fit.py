@@ -9,8 +9,9 @@ from conftest import shared_file
 
 from scalefit.data import from_frame
 from scalefit.errors import DataError, FitError
-from scalefit.fit import RobustLoss, fit
+from scalefit.fit import fit
 from scalefit.registry import get_law
+from scalefit.solver import RobustLoss
 
 
 def test_epoch_grid_fit_reproduces_published_optimum(epoch_fit):
