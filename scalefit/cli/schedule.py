@@ -5,9 +5,11 @@ Parameters come from ``--fit fit.json`` (with its bootstrap draws for intervals)
 overrides single values of a fit or reference set). Schedules are specs (``--schedule SPEC``, see
 ``scalefit schedule kinds``) or a dense LR file (``--lr-table FILE --run NAME``).
 
-Every option value is checked before any work (one ``error:`` line naming the option and value, exit 2);
-schedule specs are parsed and their memory estimated before a dense LR array is made. Work that runs
-for more than a second shows a progress bar on stderr.
+Each command parses and checks its options (one ``error:`` line naming the option and value, exit 2,
+before any work), makes one library call (:mod:`scalefit.schedule`: ``predict_for``, ``compare_for`` or
+``optimize_for``, on the parameters that ``load_fit`` or ``get_law`` and then ``curve_params`` resolve) and
+renders the result: a rich table, one JSON object (``--json``) or a figure (``--plot``). Warnings go to
+stderr; work that runs for more than a second shows a progress bar there.
 """
 
 from __future__ import annotations
@@ -95,118 +97,47 @@ def _check_inputs(**paths) -> None:
             check_input_file(path, f"file (--{flag.replace('_', '-')})")
 
 
-class _Params:
-    """Where the law's parameters came from: law, theta (p,), draws (B, p) or None, a label."""
-
-    def __init__(self, law, theta, draws, source, ci, fitted_steps=None):
-        self.law, self.theta, self.draws, self.source, self.ci = law, theta, draws, source, ci
-        self.fitted_steps = fitted_steps  # the longest fitted curve's last step (None: not from a fit)
-
-    def horizon_warnings(self, schedules: dict) -> list[str]:
-        """Say (on stderr) which schedules run past the longest curve the law was fitted on.
-
-        Curve laws identify their long-horizon terms poorly: a multipower fit on the official 24k-step
-        MPL curves predicts the final loss of the 72k-step cosine 0.025 too low (1 %); the observed loss
-        lies 0.019 above the top of the 95 % bootstrap interval. The user should know it is an extrapolation.
-        """
-        if not self.fitted_steps:
-            return []
-        out = []
-        for name, eta in schedules.items():
-            if len(eta) > 1.05 * self.fitted_steps:
-                out.append(f"{name}: {len(eta):,} steps is {len(eta) / self.fitted_steps:.1f}x the longest fitted "
-                           f"curve ({self.fitted_steps:,} steps): the long-horizon loss is extrapolated and the "
-                           f"interval does not include that error")
-        for message in out:
-            warn(message)
-        return out
-
-    def to_dict(self):
-        return {"law": self.law.name, "source": self.source,
-                "params": dict(zip(self.law.param_names, map(float, self.theta))),
-                "options": getattr(self.law, "options", {}), "n_draws": 0 if self.draws is None else len(self.draws)}
-
-
-def _params(fit_path, law, reference, set_, law_opt, law_file, ci) -> _Params:
-    import numpy as np
-
+def _params(fit_path, law, reference, set_, law_opt, law_file, ci):
+    """The law's parameters: --fit loaded, or --law looked up, then scalefit.schedule.curve_params; what
+    it notes is said on stderr."""
     from ..errors import DataError
-    from ._options import parse_assignments
+    from ..schedule import curve_params
+    from ._options import parse_assignments, parse_law_options
 
     _check_ci(ci)
     if fit_path and (law or reference):
         raise DataError("give either --fit or --law (with --reference or --set), not both")
     overrides = parse_assignments(set_)
-    draws = fitted_steps = None
     if fit_path:
         from ..result import load_fit
 
-        result = load_fit(fit_path, law_file or [])
-        law_obj, theta, draws = result.law, result.theta.copy(), result.draws
-        level = ci if ci is not None else result.ci
-        source = str(fit_path)
-        fitted_steps = int(result.data_info.get("ranges", {}).get("step", [0, 0])[1]) or None
+        found = {"fit": load_fit(fit_path, law_file or []), "source": str(fit_path)}
     elif law:
         from ..registry import get_law
 
-        law_obj = get_law(law, law_file or [])
-        level = ci if ci is not None else 0.95
-        if reference:
-            theta = law_obj.reference_theta(None if reference == "default" else reference)
-            source = f"{law_obj.name} published values ({reference if reference != 'default' else next(iter(law_obj.reference))})"
-        else:
-            missing = [n for n in law_obj.param_names if n not in overrides]
-            if missing:
-                raise DataError(f"law '{law_obj.name}': no value for {', '.join(missing)}; give --set NAME=VALUE for "
-                                f"each, or --reference SET (sets: {', '.join(law_obj.reference) or 'none'})")
-            theta = np.zeros(law_obj.n_params)
-            source = "--set values"
+        found = {"law": get_law(law, law_file or []), "reference": reference}
     else:
         raise DataError("give --fit fit.json, or --law NAME with --reference SET or --set NAME=VALUE")
-    if law_obj.kind != "curve" or not hasattr(law_obj, "curve"):
-        raise DataError(f"law '{law_obj.name}' is not a loss-curve law; schedule commands need one "
-                        f"(e.g. multipower, lr_annealing)")
-    from ._options import parse_law_options
-
-    options = parse_law_options(law_opt)
-    if options:
-        law_obj = law_obj.with_options(**options)
-    for name, value in overrides.items():
-        if name not in law_obj.param_names:
-            raise DataError(f"--set {name}: law '{law_obj.name}' has no such parameter; parameters are: "
-                            f"{', '.join(law_obj.param_names)}")
-        theta[law_obj.param_names.index(name)] = value
-    if overrides and draws is not None:
-        warn("--set overrides fitted values: bootstrap intervals are dropped")
-        draws = None
-    if not 0 < level < 1:
-        raise DataError(f"--ci must lie in (0, 1), got {level}")
-    bad = [n for n, v in zip(law_obj.param_names, theta) if not math.isfinite(v)]
-    if bad:
-        raise DataError(f"{source}: parameter {bad[0]} is {theta[law_obj.param_names.index(bad[0])]}; "
-                        f"every parameter must be a finite number")
-    return _Params(law_obj, theta, draws, source, level, fitted_steps)
+    p = curve_params(**found, overrides=overrides, law_options=parse_law_options(law_opt), ci=ci)
+    for note in p.notes:
+        warn(note)
+    return p
 
 
-def _parse_specs(specs) -> dict:
-    """name -> parsed Schedule for each --schedule spec: checked, no array made yet."""
+def _schedules(specs, lr_table, runs) -> dict:
+    """name -> Schedule (from --schedule, not yet generated) or dense LR array (from --lr-table/--run)."""
+    from ..errors import DataError
     from ..schedule import parse_schedule
 
     out = {}
     for spec in specs or []:
         sched = parse_schedule(spec)
         out[str(sched)] = sched
-    return out
-
-
-def _schedules(specs, lr_table, runs) -> dict:
-    """name -> Schedule (from --schedule, not yet generated) or dense LR array (from --lr-table/--run)."""
-    from ..errors import DataError
-
-    out = _parse_specs(specs)
     if lr_table:
         from pathlib import Path
 
+        # The one private name left: scalefit.curves has no public LR-table reader yet, and the schedule
+        # package cannot read through curves (curves imports it: a cycle).
         from ..curves import _read_lr_table
 
         _check_inputs(lr_table=lr_table)
@@ -227,15 +158,6 @@ def _schedules(specs, lr_table, runs) -> dict:
         raise DataError("give a schedule: --schedule SPEC (e.g. cosine:peak=3e-4,steps=24000,warmup=2160) "
                         "or --lr-table FILE --run NAME")
     return out
-
-
-def _n_steps(sched) -> int:
-    return sched.steps if hasattr(sched, "steps") else len(sched)
-
-
-def _dense(scheds: dict) -> dict:
-    """name -> dense LR array (each spec generated once its memory has been checked)."""
-    return {name: (s.lr() if hasattr(s, "lr") else s) for name, s in scheds.items()}
 
 
 def _short_names(names: list[str]) -> tuple[list[str], str]:
@@ -286,7 +208,7 @@ def predict(
     json_out: bool = JsonOpt,
 ):
     """The predicted loss curve of a fitted (or published) law under one schedule."""
-    from ..schedule import check_memory, check_step, curve_bytes, default_every, lr_bytes, predict_schedule
+    from ..schedule import check_prediction, check_step, predict_for, schedule_steps
 
     # Everything the user typed is checked before any work.
     _check_ci(ci)
@@ -302,41 +224,28 @@ def predict(
     if schedule is not None or lr_table is not None:
         scheds = _schedules([schedule] if schedule else None, lr_table, [run] if run else None)
         name, sched = next(iter(scheds.items()))
-        T = _n_steps(sched)
+        T = schedule_steps(sched)
         if at is not None:
             check_step(at, T)
     p = _params(fit_path, law, reference, set_, law_opt, law_file, ci)
-    out = {}
+    out, pred = {}, None
     if scheds:
-        stride = every or default_every(T)
-        n_points = -(-T // stride) + 1
-        n_draws = 0 if p.draws is None else len(p.draws)
-        check_memory(lr_bytes(T) + max(curve_bytes(p.law, T, n_points), curve_bytes(p.law, T, 2, max(n_draws, 1))),
-                     f"{name}: {T:,} steps reported every {stride:,} (--every)")
+        stride = check_prediction(p, name, sched, every)  # the memory of the whole job, before any work
         if every is None and stride > 1:
             info(f"{T:,} steps: reporting every {stride:,}th step (--every 1 reports all)")
-        eta = _dense(scheds)[name]
         with _Progress() as bar:
-            out = predict_schedule(p.law, p.theta, eta, every=stride, draws=p.draws, ci=p.ci, at=at,
-                                   progress=bar.update)
-        out.pop("samples", None)
-        out.pop("samples_at_step", None)
-        out["schedule"] = name
-        out["warnings"] = p.horizon_warnings({name: eta})
+            pred = predict_for(p, name, sched, every=stride, at=at, progress=bar.update)
+        for message in pred.warnings:
+            warn(message)
+        out = pred.to_dict()
     if data is not None:
         from ..curves import load_curves, parse_schedule_options
         from ..data import parse_column_mapping
-        from ..schedule import curve_metrics
+        from ..schedule import score_curves
 
         ds = load_curves(data, columns=parse_column_mapping(col or []), lr_table=data_lr_table,
                          schedules=parse_schedule_options(data_schedule))
-        metrics = curve_metrics(p.law, p.theta, ds)
-        for m in metrics:
-            m["held_out"] = m["run"] in set(holdout or [])
-        out["runs"] = metrics
-        held = [m for m in metrics if m["held_out"]] or metrics
-        out["mean_r2"] = sum(m["r2"] for m in held) / len(held)
-        out["mean_mae"] = sum(m["mae"] for m in held) / len(held)
+        out.update(score_curves(p.law, p.theta, ds, holdout or ()).to_dict())
     out.update(p.to_dict())
     if plot:
         from ..plot import plot_curves, plot_schedules
@@ -344,7 +253,7 @@ def predict(
         if data is not None:
             plot_curves(p.law, p.theta, ds, plot, holdout=holdout or (), force=force)
         else:
-            plot_schedules(p.law, p.theta, {out["schedule"]: eta}, plot, force=force)
+            plot_schedules(p.law, p.theta, {pred.schedule: pred.lr}, plot, force=force)
     if json_out:
         emit_json(out)
         return
@@ -408,7 +317,7 @@ def compare(
     json_out: bool = JsonOpt,
 ):
     """Final (or --at step) predicted loss of several schedules, ranked, with intervals."""
-    from ..schedule import check_memory, check_step, compare_schedules, curve_bytes, lr_bytes
+    from ..schedule import check_step, compare_for, schedule_steps
 
     _check_ci(ci)
     at = _whole(at, "--at", 0)
@@ -419,47 +328,45 @@ def compare(
     scheds = _schedules(schedule, lr_table, run)
     if at is not None:
         for name, sched in scheds.items():
-            check_step(at, _n_steps(sched), schedule=name)
+            check_step(at, schedule_steps(sched), schedule=name)
     p = _params(fit_path, law, reference, set_, law_opt, law_file, ci)
-    n_draws = 0 if p.draws is None else len(p.draws)
-    sizes = [_n_steps(sched) for sched in scheds.values()]
-    check_memory(sum(8 * T for T in sizes) + max(lr_bytes(T) + curve_bytes(p.law, T, 1, max(n_draws, 1)) for T in sizes),
-                 f"{len(sizes)} schedule(s) of up to {max(sizes):,} steps")
-    scheds = _dense(scheds)
     with _Progress() as bar:
-        rows = compare_schedules(p.law, p.theta, scheds, draws=p.draws, ci=p.ci, at=at, progress=bar.update)
-    for r in rows:
-        r.pop("samples", None)
-    horizon = p.horizon_warnings(scheds)
+        result = compare_for(p, scheds, at=at, progress=bar.update)
+    for message in result.warnings:
+        warn(message)
     if plot:
         from ..plot import plot_schedules
 
-        plot_schedules(p.law, p.theta, scheds, plot, force=force)
+        plot_schedules(p.law, p.theta, result.lrs, plot, force=force)
     if json_out:
-        emit_json({**p.to_dict(), "ci": p.ci, "schedules": rows, "warnings": horizon})
+        emit_json({**p.to_dict(), **result.to_dict()})
         return
+    _print_compare(p, result, at)
+    if plot:
+        info(f"wrote {plot}")
+
+
+def _print_compare(p, result, at: Optional[int]) -> None:
     from rich.table import Table
 
     console.print(line(styled(p.law.name, "bold"), f" from {p.source}"), highlight=False)
     table = Table(title="predicted loss" + (f" at step {at}" if at is not None else " at the last step"))
-    has_ci = any("low" in r for r in rows)
-    for c in ("schedule", "steps", "loss", *((f"{p.ci:.0%} interval",) if has_ci else ()), "vs best",
-              *((f"vs best {p.ci:.0%}",) if has_ci else ())):
+    has_ci = result.has_intervals
+    for c in ("schedule", "steps", "loss", *((f"{result.ci:.0%} interval",) if has_ci else ()), "vs best",
+              *((f"vs best {result.ci:.0%}",) if has_ci else ())):
         table.add_column(c, justify="left" if c == "schedule" else "right", overflow="fold")
-    labels, common = _short_names([r["schedule"] for r in rows])
+    labels, common = _short_names([r.schedule for r in result.rows])
     if common:
         console.print(f"all schedules: {common}", highlight=False, markup=False)
-    for r, label in zip(rows, labels):
-        cells = [label, str(r["steps"]), f"{r['final_loss']:.5f}"]
+    for r, label in zip(result.rows, labels):
+        cells = [label, str(r.steps), f"{r.final_loss:.5f}"]
         if has_ci:
-            cells.append(f"[{r['low']:.5f}, {r['high']:.5f}]")
-        cells.append(f"{r['vs_best']:+.5f}")
+            cells.append(f"[{r.interval[0]:.5f}, {r.interval[1]:.5f}]")
+        cells.append(f"{r.vs_best:+.5f}")
         if has_ci:
-            cells.append(f"[{r['vs_best_low']:+.5f}, {r['vs_best_high']:+.5f}]")
+            cells.append(f"[{r.vs_best_interval[0]:+.5f}, {r.vs_best_interval[1]:+.5f}]")
         table.add_row(*cells)
     console.print(table)
-    if plot:
-        info(f"wrote {plot}")
 
 
 @app.command("optimize")
@@ -487,22 +394,9 @@ def optimize(
     """The monotone schedule minimising the predicted final loss, against the best cosine and WSD."""
     from pathlib import Path
 
-    import numpy as np
-
     from .._io import refuse_overwrite
     from ..errors import DataError
-    from ..schedule import (
-        MAX_PEAK,
-        MAX_STEPS,
-        Budget,
-        _interval,
-        check_memory,
-        optimize_bytes,
-        optimize_schedule,
-        parse_schedule,
-        search_cosine,
-        search_wsd,
-    )
+    from ..schedule import FAMILIES, MAX_PEAK, MAX_STEPS, Budget, check_memory, optimize_bytes, optimize_for
 
     # Every option is checked before any work.
     T, W = _whole(steps, "--steps", 2), _whole(warmup, "--warmup", 0)
@@ -516,7 +410,7 @@ def optimize(
         raise DataError(f"--floor {floor:g}: the lowest LR must lie in [0, peak={peak:g})")
     if not (math.isfinite(warmup_start) and 0 <= warmup_start <= 1):
         raise DataError(f"--warmup-start {warmup_start:g}: a fraction of the peak in [0, 1]")
-    if family not in ("free", "wsd"):
+    if family not in FAMILIES:
         raise DataError(f"--family '{family}': use free or wsd")
     _check_ci(ci)
     Budget(time_limit)  # checks --time-limit
@@ -530,79 +424,52 @@ def optimize(
         check_plot_path(plot, force)
     check_memory(optimize_bytes(T), f"--steps {steps}")
     p = _params(fit_path, law, reference, set_, law_opt, law_file, ci)
-    if family == "free" and not hasattr(p.law, "final_loss_grad"):
-        raise DataError(f"law '{p.law.name}' has no final-loss gradient; use the WSD search (--family wsd)")
-    kw = dict(peak=peak, steps=T, warmup=W, warmup_start=warmup_start, floor=floor)
     with _Progress() as bar:
-        budget = Budget(time_limit, bar.update)
-        if family == "free":
-            res = optimize_schedule(p.law, p.theta, **kw, budget=budget)
-            eta, result = res.lr, res.to_dict()
-            wsd_spec, cos_spec = res.best_wsd[0], res.best_cosine[0]
-        else:
-            wsd, wsd_loss = search_wsd(p.law, p.theta, **kw, budget=budget)
-            cos, cos_loss = search_cosine(p.law, p.theta, **kw, budget=budget)
-            eta = wsd.lr()
-            result = {"final_loss": wsd_loss, "best_wsd": {"schedule": str(wsd), "final_loss": wsd_loss},
-                      "best_cosine": {"schedule": str(cos), "final_loss": cos_loss}, "gain_vs_wsd": 0.0,
-                      "gain_vs_cosine": wsd_loss - cos_loss, "seconds": budget.elapsed(), "spec": str(wsd),
-                      "end_lr": float(eta[-1]), "peak": peak, "warmup": W, "steps": T, "floor": floor,
-                      "success": not budget.stopped, "message": budget.message or "searched the whole grid"}
-            wsd_spec, cos_spec = str(wsd), str(cos)
-        monotone = bool(np.all(np.diff(eta[W:]) <= 0))
-        result.update(monotone=monotone, starts_at_peak=bool(eta[W] == peak), family=family, time_limit=time_limit,
-                      warnings=p.horizon_warnings({"the optimised schedule": eta}))
-        if budget.stopped:
-            warn(budget.message)
-        if p.draws is not None and len(p.draws) >= 2:
-            if budget.over():
-                result["warnings"].append(f"no intervals: the time limit ({time_limit:g} s) was reached first")
-                warn(result["warnings"][-1])
-            else:
-                finals = {}
-                for i, (k, e) in enumerate((("optimized", eta), ("wsd", parse_schedule(wsd_spec).lr()),
-                                            ("cosine", parse_schedule(cos_spec).lr()))):
-                    finals[k] = p.law.curve(p.draws, e, [T - 1])[:, 0]
-                    bar.update("intervals", i + 1, 3)
-                result["final_loss_interval"] = _interval(finals["optimized"], p.ci)
-                result["gain_vs_wsd_interval"] = _interval(finals["optimized"] - finals["wsd"], p.ci)
-                result["gain_vs_cosine_interval"] = _interval(finals["optimized"] - finals["cosine"], p.ci)
-        result["seconds"] = budget.elapsed()
+        res = optimize_for(p, peak=peak, steps=T, warmup=W, warmup_start=warmup_start, floor=floor, family=family,
+                           time_limit=time_limit, progress=bar.update)
+    for message in res.warnings:
+        warn(message)
+    if res.time_limited:
+        warn(res.message)
+    if res.interval_note:
+        warn(res.interval_note)
     if out:
         from ..schedule import write_schedule_csv
 
-        write_schedule_csv(out, eta, force=force)
-    result["schedule"] = str(out) if out else None
+        write_schedule_csv(out, res.lr, force=force)
     if plot:
         from ..plot import plot_schedules
 
-        plot_schedules(p.law, p.theta, {"optimized": eta, "best WSD": parse_schedule(wsd_spec).lr(),
-                                        "best cosine": parse_schedule(cos_spec).lr()}, plot,
+        plot_schedules(p.law, p.theta, {"optimized": res.lr, "best WSD": res.best_wsd[0].lr(),
+                                        "best cosine": res.best_cosine[0].lr()}, plot,
                        highlight="optimized", title=f"{p.source}: schedule minimising the final loss", force=force)
-    result.update(p.to_dict())
     if json_out:
-        emit_json(result)
+        emit_json({**res.to_dict(), "schedule": str(out) if out else None, **p.to_dict()})
         return
-    from rich.table import Table
-
-    console.print(line(styled(p.law.name, "bold"), f" from {p.source}: peak {peak:g}, warm-up {W}, {T} steps, floor {floor:g}"),
-                  highlight=False)
-    table = Table(title="predicted final loss")
-    table.add_column("schedule", overflow="fold")
-    table.add_column("final loss", justify="right")
-    table.add_column("vs optimized", justify="right")
-    best = result["final_loss"]
-    (wsd_label, cos_label), common = _short_names([wsd_spec, cos_spec])
-    table.add_row(f"optimized ({family})", f"{best:.6f}", "")
-    table.add_row(f"best {wsd_label}", f"{result['best_wsd']['final_loss']:.6f}", f"{result['best_wsd']['final_loss'] - best:+.6f}")
-    table.add_row(f"best {cos_label}", f"{result['best_cosine']['final_loss']:.6f}", f"{result['best_cosine']['final_loss'] - best:+.6f}")
-    console.print(table)
-    info(f"monotone: {monotone}; starts at peak: {result['starts_at_peak']}; end LR {eta[-1]:.3g}; "
-         f"{result.get('seconds', 0):.1f} s")
-    if "final_loss_interval" in result:
-        lo, hi = result["final_loss_interval"]
-        console.print(f"final loss {p.ci:.0%} interval over {len(p.draws)} draws: [{lo:.5f}, {hi:.5f}]", highlight=False)
+    _print_optimized(p, res)
     if out:
         info(f"wrote {out}")
     if plot:
         info(f"wrote {plot}")
+
+
+def _print_optimized(p, res) -> None:
+    from rich.table import Table
+
+    console.print(line(styled(p.law.name, "bold"), f" from {p.source}: peak {res.peak:g}, warm-up {res.warmup}, "
+                       f"{res.steps} steps, floor {res.floor:g}"), highlight=False)
+    table = Table(title="predicted final loss")
+    table.add_column("schedule", overflow="fold")
+    table.add_column("final loss", justify="right")
+    table.add_column("vs optimized", justify="right")
+    best = res.final_loss
+    (wsd_label, cos_label), common = _short_names([str(res.best_wsd[0]), str(res.best_cosine[0])])
+    table.add_row(f"optimized ({res.family})", f"{best:.6f}", "")
+    table.add_row(f"best {wsd_label}", f"{res.best_wsd[1]:.6f}", f"{res.best_wsd[1] - best:+.6f}")
+    table.add_row(f"best {cos_label}", f"{res.best_cosine[1]:.6f}", f"{res.best_cosine[1] - best:+.6f}")
+    console.print(table)
+    info(f"monotone: {res.monotone}; starts at peak: {res.starts_at_peak}; end LR {res.lr[-1]:.3g}; "
+         f"{res.seconds:.1f} s")
+    if res.final_loss_interval is not None:
+        lo, hi = res.final_loss_interval
+        console.print(f"final loss {res.ci:.0%} interval over {p.n_draws} draws: [{lo:.5f}, {hi:.5f}]", highlight=False)

@@ -1,0 +1,105 @@
+"""Where a curve law's parameters come from for the schedule functions: a fit, a paper, or given values.
+
+:func:`curve_params` turns one of
+
+* a fitted curve law (a :class:`~scalefit.result.FitResult`, e.g. from ``load_fit``; its bootstrap draws
+  give the intervals, and its longest fitted curve tells
+  :func:`~scalefit.schedule.evaluate.horizon_warnings` when a schedule is an extrapolation),
+* a curve law's published values (``law=get_law("multipower"), reference="400M"``; ``"default"`` is the
+  first set),
+* explicit values for every parameter (``law=..., overrides={...}``),
+
+into a :class:`CurveParams`: the law (with any options), theta, draws, the interval level and a label of
+the source. ``overrides`` also replace single values of a fit or of a published set; over a fit they drop
+the bootstrap draws, which no longer describe the parameters (said in ``notes``).
+
+The caller loads the fit or looks the law up: this package is read by ``scalefit.curves`` (schedule
+specs), which the fit and the registry reach, so importing them here would close an import cycle.
+Errors are one-line :class:`~scalefit.errors.DataError`; those about the values name the command-line
+flags (``--set``, ``--reference``) because the schedule commands are where users meet them.
+Omitted: a resolver for every command (point laws, units, ranges) is the planned ``scalefit/source.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import DataError
+
+
+@dataclass(eq=False)
+class CurveParams:
+    """A curve law and its parameters: theta (p,), bootstrap draws (B, p) or None, and where they came from."""
+
+    law: object
+    theta: np.ndarray
+    draws: np.ndarray | None
+    source: str
+    ci: float
+    fitted_steps: int | None = None  # the longest fitted curve's last step (None: not from a fit)
+    notes: list[str] = field(default_factory=list)  # what the caller should be told (dropped draws)
+
+    @property
+    def n_draws(self) -> int:
+        return 0 if self.draws is None else len(self.draws)
+
+    def to_dict(self) -> dict:
+        return {"law": self.law.name, "source": self.source,
+                "params": dict(zip(self.law.param_names, map(float, self.theta))),
+                "options": getattr(self.law, "options", {}), "n_draws": self.n_draws}
+
+
+def curve_params(*, fit=None, law=None, reference: str | None = None, overrides: Mapping[str, float] | None = None,
+                 law_options: Mapping[str, str] | None = None, ci: float | None = None,
+                 source: str | None = None) -> CurveParams:
+    """A curve law's parameters from ``fit`` (a FitResult; ``source`` labels it, e.g. its path), or from
+    ``law`` (a Law) with ``reference`` (a published set) or ``overrides`` for every parameter.
+    ``law_options`` (name -> text) go to ``law.with_options``; ``ci`` defaults to the fit's level, else 0.95."""
+    overrides = dict(overrides or {})
+    if (fit is None) == (law is None):
+        raise DataError("curve_params: give fit (a fitted curve law) or law (with reference or overrides), not "
+                        + ("both" if fit is not None else "neither"))
+    draws = fitted_steps = None
+    if fit is not None:
+        law_obj, theta, draws = fit.law, fit.theta.copy(), fit.draws
+        level = ci if ci is not None else fit.ci
+        source = source or "fit"
+        fitted_steps = int(fit.data_info.get("ranges", {}).get("step", [0, 0])[1]) or None
+    else:
+        law_obj = law
+        level = ci if ci is not None else 0.95
+        if reference:
+            theta = law_obj.reference_theta(None if reference == "default" else reference)
+            source = f"{law_obj.name} published values ({reference if reference != 'default' else next(iter(law_obj.reference))})"
+        else:
+            missing = [n for n in law_obj.param_names if n not in overrides]
+            if missing:
+                raise DataError(f"law '{law_obj.name}': no value for {', '.join(missing)}; give --set NAME=VALUE for "
+                                f"each, or --reference SET (sets: {', '.join(law_obj.reference) or 'none'})")
+            theta = np.zeros(law_obj.n_params)
+            source = "--set values"
+    if law_obj.kind != "curve" or not hasattr(law_obj, "curve"):
+        raise DataError(f"law '{law_obj.name}' is not a loss-curve law; schedule commands need one "
+                        f"(e.g. multipower, lr_annealing)")
+    if law_options:
+        law_obj = law_obj.with_options(**law_options)
+    for name, value in overrides.items():
+        if name not in law_obj.param_names:
+            raise DataError(f"--set {name}: law '{law_obj.name}' has no such parameter; parameters are: "
+                            f"{', '.join(law_obj.param_names)}")
+        theta[law_obj.param_names.index(name)] = value
+    notes = []
+    if overrides and draws is not None:
+        notes.append("--set overrides fitted values: bootstrap intervals are dropped")
+        draws = None
+    if not 0 < level < 1:
+        raise DataError(f"--ci must lie in (0, 1), got {level}")
+    bad = [n for n, v in zip(law_obj.param_names, theta) if not math.isfinite(v)]
+    if bad:
+        raise DataError(f"{source}: parameter {bad[0]} is {theta[law_obj.param_names.index(bad[0])]}; "
+                        f"every parameter must be a finite number")
+    return CurveParams(law_obj, theta, draws, source, level, fitted_steps, notes)
