@@ -101,7 +101,7 @@ def _agree(a: np.ndarray, b: np.ndarray, steps: np.ndarray, what_a: str, what_b:
         )
 
 
-def _read_lr_table(lr_table, runs: list[str]) -> dict[str, np.ndarray]:
+def read_lr_table(lr_table, runs: list[str]) -> dict[str, np.ndarray]:
     source = str(lr_table) if not isinstance(lr_table, pd.DataFrame) else "<lr table>"
     frame = lr_table if isinstance(lr_table, pd.DataFrame) else read_table(lr_table, what="LR table")
     ds = from_frame(frame, source=source, required=["step"])  # lr values are checked below, by step
@@ -217,7 +217,7 @@ def load_curves(
             specs[run] = schedules[run]
         elif "*" in (schedules or {}):
             specs[run] = schedules["*"]
-    table = _read_lr_table(lr_table, runs) if lr_table is not None else {}
+    table = read_lr_table(lr_table, runs) if lr_table is not None else {}
     missing_in_table = [r for r in runs if lr_table is not None and r not in table and r not in specs]
     if missing_in_table:
         raise DataError(f"{lr_table}: no LR rows for run(s) {', '.join(missing_in_table[:5])}")

@@ -136,12 +136,10 @@ def _schedules(specs, lr_table, runs) -> dict:
     if lr_table:
         from pathlib import Path
 
-        # The one private name left: scalefit.curves has no public LR-table reader yet, and the schedule
-        # package cannot read through curves (curves imports it: a cycle).
-        from ..curves import _read_lr_table
+        from ..curves import read_lr_table
 
         _check_inputs(lr_table=lr_table)
-        table = _read_lr_table(lr_table, list(runs or []) or [Path(lr_table).stem])
+        table = read_lr_table(lr_table, list(runs or []) or [Path(lr_table).stem])
         wanted = list(runs or [])
         if not wanted:
             if len(table) != 1:

@@ -105,8 +105,9 @@ def final_loss(law, theta, eta: np.ndarray, warmup: int | None = None) -> np.nda
 
 
 def _interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
-    q = 100 * (1 - ci) / 2
-    lo, hi = np.nanpercentile(samples, [q, 100 - q])
+    from ..stats import percentile_interval
+
+    lo, hi = percentile_interval(np.asarray(samples, dtype=float), ci)
     return float(lo), float(hi)
 
 
