@@ -67,6 +67,7 @@ def test_hardware_table_has_required_devices_with_sources():
 
 
 def test_hardware_table_is_found_in_checkout_and_wheel_layout(monkeypatch, tmp_path):
+    from scalefit.cost import hardware as cost  # the table's path is computed (and patched) there
     assert cost.hardware_table_path() == ROOT / "data" / "hardware.csv"
     # An installed wheel has no pyproject.toml beside the package: the force-included copy is used.
     fake_pkg = tmp_path / "site" / "scalefit"
@@ -81,6 +82,7 @@ def test_hardware_table_is_found_in_checkout_and_wheel_layout(monkeypatch, tmp_p
 
 @pytest.mark.skipif(not (SHARED / "data" / "hardware" / "accelerators.csv").exists(), reason="shared data absent")
 def test_hardware_table_agrees_with_shared_reference_table():
+    from scalefit.cost import hardware as cost  # _key, the name normaliser, is private to it
     with open(SHARED / "data" / "hardware" / "accelerators.csv", newline="") as fh:
         ref = {cost._key(r["name"]): r for r in csv.DictReader(fh)}
     pairs = {"A100-40GB": "A100-40GB-SXM", "A100-80GB": "A100-80GB-SXM", "H100-SXM": "H100-SXM",

@@ -58,13 +58,15 @@ def no_work(monkeypatch):
     """Reading the table or fitting fails the test: whatever is refused must be refused before either."""
     import importlib
 
-    modules = {name: importlib.import_module(f"scalefit.{name}") for name in ("cost", "data", "fit")}
+    modules = {name: importlib.import_module(f"scalefit.{name}")
+               for name in ("cost.budget", "cost.calibration", "data", "fit")}
 
     def boom(*args, **kwargs):
         raise AssertionError("the work started before the options were checked")
 
     for module, name in (("fit", "multistart"), ("fit", "run_bootstrap"), ("data", "load_runs"),
-                         ("data", "read_table"), ("cost", "shape_features"), ("cost", "timings_features")):
+                         ("data", "read_table"), ("cost.budget", "shape_features"),
+                         ("cost.calibration", "timings_features")):
         monkeypatch.setattr(modules[module], name, boom)
 
 
