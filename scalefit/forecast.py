@@ -16,6 +16,7 @@ import numpy as np
 from .errors import DataError
 from .law import Columns, Law
 from .stats import with_run_noise
+from .units import check_in_range
 
 INTERVALS = ("confidence", "prediction")
 
@@ -29,16 +30,7 @@ def check_input(name: str, value, flag: str | None = None) -> float:
     """``value`` as a float once it is a finite number inside ``INPUT_RANGES[name]``; else one DataError
     naming ``flag`` (default ``--name``) and the value."""
     lo, hi, unit = INPUT_RANGES[name]
-    flag = flag or f"--{name}"
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{flag} {value!r}: must be a number") from None
-    if not (np.isfinite(x) and x > 0):
-        raise DataError(f"{flag} {value}: must be a positive number")
-    if not lo <= x <= hi:
-        raise DataError(f"{flag} {x:g}: outside the range a forecast accepts ({lo:g} to {hi:g} {unit})")
-    return x
+    return check_in_range(value, flag or f"--{name}", lo, hi, unit, accepted_by="a forecast")
 
 
 @dataclass

@@ -37,6 +37,21 @@ def parse_positive(text: str | float | int, what: str = "value") -> float:
     return value
 
 
+def check_in_range(value, flag: str, lo: float, hi: float, unit: str = "", accepted_by: str = "scalefit") -> float:
+    """``value`` as a float once it is a finite positive number in [lo, hi]; else one DataError in the
+    project's one template, naming ``flag`` and the value (every range check of an option goes here)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{flag} {value!r}: must be a number") from None
+    if not (math.isfinite(x) and x > 0):
+        raise DataError(f"{flag} {value}: must be a positive number")
+    if not lo <= x <= hi:
+        span = f"{lo:g} to {hi:g}" if lo > 0 else f"at most {hi:g}"
+        raise DataError(f"{flag} {x:g}: outside the range {accepted_by} accepts ({span}{' ' + unit if unit else ''})")
+    return x
+
+
 def format_count(value: float) -> str:
     """Short human form: 7.00e9 -> '7B', 1.4e12 -> '1.4T'."""
     if value is None or not math.isfinite(value):

@@ -11,11 +11,10 @@ that does not fit in memory or takes centuries; the estimate warns about those, 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..errors import DataError
+from ..units import check_in_range
 
 # What a cost question may accept: far beyond today's largest runs, yet small enough that every derived
 # number (hours, FLOPs, dollars) stays finite -- ``--tokens 1e308`` overflowed 6ND, ``--hours 1e-300`` and
@@ -48,16 +47,7 @@ def check_range(name: str, value, flag: str | None = None) -> None:
     """One DataError naming ``flag`` (default ``--name``) when ``value`` is not a finite number inside
     ``RANGES[name]``."""
     lo, hi, unit = RANGES[name]
-    flag = flag or f"--{name.replace('_', '-')}"
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{flag} {value!r}: must be a number") from None
-    if not (math.isfinite(x) and x > 0):
-        raise DataError(f"{flag} {value}: must be a positive number")
-    if not lo <= x <= hi:
-        span = f"{lo:g} to {hi:g}" if lo > 0 else f"at most {hi:g}"
-        raise DataError(f"{flag} {x:g}: outside the range scalefit accepts ({span}{' ' + unit if unit else ''})")
+    check_in_range(value, flag or f"--{name.replace('_', '-')}", lo, hi, unit)
 
 
 def check_gpus(gpus) -> int:
