@@ -1,6 +1,8 @@
 """The command line through typer's CliRunner: exit codes 0/1/2, --json output, one-line errors."""
 
 
+from pathlib import Path
+
 import pytest
 from cli_helpers import assert_clean_error, ok_json, run
 
@@ -157,3 +159,31 @@ def test_strict_exits_1_on_a_doubtful_fit(tmp_path):
     res = run("fit", path, "--strict")
     assert res.exit_code == 1, res.output
     assert "Traceback" not in res.output
+
+
+def _commands(group, prefix=()):
+    """Every (path, click command) under the typer app, groups and leaves."""
+    for name, cmd in sorted(group.commands.items()):
+        yield (*prefix, name), cmd
+        if hasattr(cmd, "commands"):  # a group (typer may bring its own click)
+            yield from _commands(cmd, (*prefix, name))
+
+
+def test_every_command_is_documented_and_named_in_the_readme():
+    """sqlite-utils' rule: every command and subcommand has help text, runs --help, and the README names it."""
+    import typer
+
+    from scalefit.cli import app
+
+    import re
+
+    readme = re.sub(r"\s+", " ", (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8"))
+    root = typer.main.get_command(app)
+    seen = 0
+    for path, cmd in _commands(root):
+        assert (cmd.help or "").strip(), f"scalefit {' '.join(path)} has no help text"
+        res = run(*path, "--help")
+        assert res.exit_code == 0 and "Usage" in res.output, path
+        assert f"scalefit {' '.join(path)}" in readme, f"README never names `scalefit {' '.join(path)}`"
+        seen += 1
+    assert seen >= 20
