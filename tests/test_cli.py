@@ -171,11 +171,11 @@ def _commands(group, prefix=()):
 
 def test_every_command_is_documented_and_named_in_the_readme():
     """sqlite-utils' rule: every command and subcommand has help text, runs --help, and the README names it."""
+    import re
+
     import typer
 
     from scalefit.cli import app
-
-    import re
 
     readme = re.sub(r"\s+", " ", (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8"))
     root = typer.main.get_command(app)

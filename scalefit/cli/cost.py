@@ -389,30 +389,13 @@ def search_command(
     cost.check_range("hours", h)
     cost.check_gpus(gpus)
     cost.check_seq_len(seq_len)
-    law_obj, theta, draws, level, stretch, units, source = _load_law(fit_path, law, reference, law_file)
-    run_search(law_obj, theta, draws, level, units, stretch=stretch, hours=h, hardware=hardware, gpus=gpus, peak_tflops=peak_tflops,
+    from ..source import resolve
+
+    # --law alone: the law's first published set; --reference beside --fit is ignored, as it always was here.
+    src = resolve(fit_path, law, None if fit_path else reference, law_files=law_file, default_reference=True)
+    run_search(src.law, src.theta, src.draws, src.ci, src.units, stretch=src.stretch, hours=h, hardware=hardware, gpus=gpus, peak_tflops=peak_tflops,
                hbm_gbps=hbm_gbps, net_gbps=net_gbps, mfu=mfu, calibration=calibration, flop_mfu=flop_mfu,
-               seq_len=seq_len, vocab=vocab, batch=batch, max_aspect=max_aspect, json_out=json_out, source=source)
-
-
-def _load_law(fit_path, law, reference, law_file):
-    from ..errors import DataError
-
-    if fit_path and law:
-        raise DataError("give either --fit or --law (with --reference), not both")
-    if fit_path:
-        from ..result import load_fit
-
-        fit = load_fit(fit_path, law_file or [])
-        return fit.law, fit.theta, fit.draws, fit.ci, fit.stretch, fit.units, fit_path
-    if law:
-        from ..registry import get_law
-
-        obj = get_law(law, law_file or [])
-        name = reference if reference not in (None, "default") else None
-        theta = obj.reference_theta(name)
-        return obj, theta, None, 0.95, 1.0, {}, f"{obj.name} published values ({name or next(iter(obj.reference))})"
-    raise DataError("give --fit fit.json, or --law NAME [--reference SET] to use published values")
+               seq_len=seq_len, vocab=vocab, batch=batch, max_aspect=max_aspect, json_out=json_out, source=src.source)
 
 
 # --------------------------------------------------------------------------------------------  hardware

@@ -46,40 +46,23 @@ def predict_command(
         h = echo_size(hours, "--hours", "hours")
         check_range("hours", h)
         check_gpus(gpus)
-    if fit_path and (law or reference):
-        raise DataError("give either --fit or --law with --reference, not both")
-    if fit_path:
-        from ..result import load_fit
+    if interval == "prediction" and law and reference and not fit_path:  # before the law is looked up
+        raise DataError("--interval prediction needs a fit (--fit fit.json): published values carry no "
+                        "run-to-run scatter")
+    from ..source import resolve
 
-        result = load_fit(fit_path, law_file or [])
-        law_obj, theta, draws = result.law, result.theta, result.draws
-        sigma, stretch = result.diagnostics.get("residual_scale_log"), result.stretch
-        level = ci if ci is not None else result.ci
-        ranges = result.data_info.get("ranges", {})
-        source = fit_path
-    elif law and reference:
-        from ..registry import get_law
-
-        if interval == "prediction":
-            raise DataError("--interval prediction needs a fit (--fit fit.json): published values carry no "
-                            "run-to-run scatter")
-        law_obj = get_law(law, law_file or [])
-        theta, draws, level, ranges = law_obj.reference_theta(reference), None, ci or 0.95, {}
-        sigma, stretch = None, 1.0
-        source = f"{law_obj.name} published values ({reference if reference != 'default' else next(iter(law_obj.reference))})"
-    else:
-        raise DataError("give --fit fit.json, or --law NAME --reference to use published values")
+    src = resolve(fit_path, law, reference, law_files=law_file, ci=ci)
+    law_obj, theta, draws, level, source = src.law, src.theta, src.draws, src.ci, src.source
     if hours is not None:  # "what loss can I reach in 72 hours": the cost model's shape search
         from .cost import run_search
 
         if n is not None or d is not None or c is not None:
             raise DataError("--hours searches model shapes itself; drop --params/--tokens/--compute")
-        run_search(law_obj, theta, draws, level, getattr(result, "units", {}) if fit_path else {},
-                   stretch=stretch, hours=h, hardware=hardware, gpus=gpus,
+        run_search(law_obj, theta, draws, level, src.units, stretch=src.stretch, hours=h, hardware=hardware, gpus=gpus,
                    calibration=calibration, json_out=json_out, source=source)
         return
-    result_fc = forecast(law_obj, theta, draws, params=n, tokens=d, compute=c, ci=level, ranges=ranges,
-                         interval=interval, residual_scale=sigma, stretch=stretch)
+    result_fc = forecast(law_obj, theta, draws, params=n, tokens=d, compute=c, ci=level, ranges=src.ranges,
+                         interval=interval, residual_scale=src.residual_scale, stretch=src.stretch)
     for message in result_fc.warnings:
         warn(message)
     if json_out:

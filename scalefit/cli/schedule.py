@@ -7,7 +7,7 @@ overrides single values of a fit or reference set). Schedules are specs (``--sch
 
 Each command parses and checks its options (one ``error:`` line naming the option and value, exit 2,
 before any work), makes one library call (:mod:`scalefit.schedule`: ``predict_for``, ``compare_for`` or
-``optimize_for``, on the parameters that ``load_fit`` or ``get_law`` and then ``curve_params`` resolve) and
+``optimize_for``, on the parameters that ``source.resolve`` and then ``curve_params`` resolve) and
 renders the result: a rich table, one JSON object (``--json``) or a figure (``--plot``). Warnings go to
 stderr; work that runs for more than a second shows a progress bar there.
 """
@@ -98,26 +98,16 @@ def _check_inputs(**paths) -> None:
 
 
 def _params(fit_path, law, reference, set_, law_opt, law_file, ci):
-    """The law's parameters: --fit loaded, or --law looked up, then scalefit.schedule.curve_params; what
-    it notes is said on stderr."""
-    from ..errors import DataError
+    """The law's parameters: scalefit.source.resolve loads --fit or looks --law up, then
+    scalefit.schedule.curve_params checks them for a curve law; what it notes is said on stderr."""
     from ..schedule import curve_params
+    from ..source import resolve
     from ._options import parse_assignments, parse_law_options
 
     _check_ci(ci)
-    if fit_path and (law or reference):
-        raise DataError("give either --fit or --law (with --reference or --set), not both")
     overrides = parse_assignments(set_)
-    if fit_path:
-        from ..result import load_fit
-
-        found = {"fit": load_fit(fit_path, law_file or []), "source": str(fit_path)}
-    elif law:
-        from ..registry import get_law
-
-        found = {"law": get_law(law, law_file or []), "reference": reference}
-    else:
-        raise DataError("give --fit fit.json, or --law NAME with --reference SET or --set NAME=VALUE")
+    src = resolve(fit_path, law, reference, set_values=overrides, law_files=law_file, ci=ci)
+    found = {"fit": src.fit, "source": src.source} if src.fit is not None else {"law": src.law, "reference": reference}
     p = curve_params(**found, overrides=overrides, law_options=parse_law_options(law_opt), ci=ci)
     for note in p.notes:
         warn(note)

@@ -13,11 +13,12 @@ into a :class:`CurveParams`: the law (with any options), theta, draws, the inter
 the source. ``overrides`` also replace single values of a fit or of a published set; over a fit they drop
 the bootstrap draws, which no longer describe the parameters (said in ``notes``).
 
-The caller loads the fit or looks the law up: this package is read by ``scalefit.curves`` (schedule
-specs), which the fit and the registry reach, so importing them here would close an import cycle.
+The caller loads the fit or looks the law up (the CLI through :func:`scalefit.source.resolve`, which
+handles ``--fit``/``--law``/``--reference``/``--set`` for every command): this package is read by
+``scalefit.curves`` (schedule specs), which the fit and the registry reach, so importing them, or
+``scalefit.source``, here would close an import cycle.
 Errors are one-line :class:`~scalefit.errors.DataError`; those about the values name the command-line
 flags (``--set``, ``--reference``) because the schedule commands are where users meet them.
-Omitted: a resolver for every command (point laws, units, ranges) is the planned ``scalefit/source.py``.
 """
 
 from __future__ import annotations
