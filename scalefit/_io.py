@@ -111,6 +111,13 @@ def refuse_overwrite(path: str | Path, force: bool, flag: str = "--force") -> Pa
         raise DataError(f"{path}: {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise DataError(f"{path}: the folder {existing} is not writable")
+    if existing == folder:  # access() says yes to root everywhere: create and remove a probe to be sure
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot write in {folder} ({exc.strerror or exc})") from None
+        os.close(fd)
+        os.unlink(probe)
     return path
 
 
