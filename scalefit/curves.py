@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .data import PLAUSIBLE, Dataset, format_value, from_frame
+from .data import PLAUSIBLE, Dataset, format_value, from_frame, load_runs
 from .errors import DataError
 from .limits import enforce
 from .schedule import parse_schedule
@@ -298,3 +298,21 @@ def example_curves(specs: Mapping[str, str], every: int = 50, start: int | None 
         steps = np.unique(np.r_[np.arange(first, s.steps, every), s.steps - 1])
         rows.append(pd.DataFrame({"run": run, "step": steps, "loss": 1.0}))
     return load_curves(pd.concat(rows, ignore_index=True), schedules=dict(specs), source=source)
+
+
+def load_for(law, path_or_frame, *, columns: Mapping[str, str] | None = None, lr_table=None, schedules=None,
+             drop_invalid: bool = False, loss_unit: str | None = None, params_convention: str | None = None,
+             source: str | None = None) -> Dataset:
+    """The table ``law`` needs from a file or DataFrame: curves (run, step, loss + LR) for a curve law, one
+    row per run with the law's input roles for a point law. The one place that makes this choice."""
+    if law.kind == "curve":
+        return load_curves(path_or_frame, columns=columns, lr_table=lr_table, schedules=schedules,
+                           drop_invalid=drop_invalid, loss_unit=loss_unit)
+    if lr_table is not None or schedules:
+        raise DataError("--lr-table and --schedule describe LR sequences: use them with a curve law "
+                        "(e.g. --law multipower)")
+    options = dict(columns=columns, required=[*law.inputs, law.target], loss_unit=loss_unit,
+                   params_convention=params_convention, drop_invalid=drop_invalid)
+    if isinstance(path_or_frame, pd.DataFrame):
+        return from_frame(path_or_frame, source=source or "<memory>", **options)
+    return load_runs(path_or_frame, **options)

@@ -258,19 +258,14 @@ def connect_backend(backend: str) -> None:
 # --------------------------------------------------------------------------- public entry point
 def _as_dataset(data, law: Law):
     """Accept a Dataset, a DataFrame or a file path (the Python twin of the CLI's RUNS argument)."""
-    from .data import Dataset, from_frame, load_runs
+    from .curves import load_for
+    from .data import Dataset
 
     if isinstance(data, Dataset):
         return data
-    required = [*law.inputs, law.target]
-    if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
-        if law.kind == "curve":
-            from .curves import load_curves
-
-            return load_curves(data)
-        return load_runs(data, required=required)
-    if hasattr(data, "columns") and hasattr(data, "iloc"):
-        return from_frame(data, required=required)
+    if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__") or (
+            hasattr(data, "columns") and hasattr(data, "iloc")):
+        return load_for(law, data)
     raise DataError(f"data must be a Dataset, a DataFrame or a table path, got {type(data).__name__}")
 
 

@@ -181,7 +181,7 @@ def plot_curves(law, theta, data, path, *, holdout=(), title: str = "", force: b
         ax.plot(grid, pred, "--" if held else "-", color=c, lw=1.2, label=f"{_label(run)}{' (held out)' if held else ''}")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    lo, hi = np.percentile(y, [0, 90])
+    lo, hi = float(np.min(y)), float(np.quantile(y, 0.9))  # axis limits that skip the early, high losses
     ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(title or f"{law.name}: observed (points) vs predicted (lines)", fontsize=10)

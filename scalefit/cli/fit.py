@@ -41,7 +41,7 @@ def fit_command(
     y_col: Optional[str] = typer.Option(None, "--y", help="loss_to_loss: the target loss column (role loss_y)."),
 ):
     """Fit a law with the robust multi-start fitter; bootstrap over runs for intervals."""
-    from ..data import load_runs, parse_column_mapping
+    from ..data import parse_column_mapping
     from ..errors import CheckFailed
     from ..fit import check_options, fit
     from ..registry import get_law
@@ -61,15 +61,10 @@ def fit_command(
     ties = parse_ties(tie)
     if backend in ("dask", "ray"):
         _register_backend(backend)
-    required = [*law_obj.inputs, law_obj.target]
-    if law_obj.kind == "curve":
-        from ..curves import load_curves, parse_schedule_options
+    from ..curves import load_for, parse_schedule_options
 
-        data = load_curves(runs, columns=columns, lr_table=lr_table, schedules=parse_schedule_options(schedule),
-                           drop_invalid=drop_invalid, loss_unit=loss_unit)
-    else:
-        data = load_runs(runs, columns=columns, required=required, loss_unit=loss_unit,
-                         params_convention=params_convention, drop_invalid=drop_invalid)
+    data = load_for(law_obj, runs, columns=columns, lr_table=lr_table, schedules=parse_schedule_options(schedule),
+                    drop_invalid=drop_invalid, loss_unit=loss_unit, params_convention=params_convention)
     for line in data.dropped:
         warn(f"{runs}: {line}")
     split = full = None
