@@ -132,6 +132,19 @@ class Law:
         values = self.reference[name]
         return np.array([float(values[p]) for p in self.params])
 
+    def published_or_given(self, reference: str | None, given) -> tuple[np.ndarray, str]:
+        """Parameters from a published set (``"default"``: the first) or, without one, from ``given``
+        (name -> value) for every parameter; with the label tables show. Single values over a set are
+        the caller's to apply."""
+        if reference:
+            label = reference if reference != "default" else next(iter(self.reference), "default")
+            return self.reference_theta(reference), f"{self.name} published values ({label})"
+        missing = [n for n in self.param_names if n not in (given or {})]
+        if missing:
+            raise DataError(f"law '{self.name}': no value for {', '.join(missing)}; give --set NAME=VALUE for "
+                            f"each, or --reference SET (sets: {', '.join(self.reference) or 'none'})")
+        return np.zeros(self.n_params), "--set values"
+
     def unpack(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """theta (k, p) -> {name: (k, 1) column}, ready to broadcast against (n,) inputs."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))

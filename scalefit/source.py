@@ -79,16 +79,8 @@ def resolve(fit_path: str | None = None, law: str | None = None, reference: str 
         from .registry import get_law
 
         law_obj = get_law(law, law_files)
-        if reference or default_reference:
-            theta = law_obj.reference_theta(reference)
-            label = reference if reference not in (None, "default") else next(iter(law_obj.reference))
-            source = f"{law_obj.name} published values ({label})"
-        else:
-            missing = [n for n in law_obj.param_names if n not in overrides]
-            if missing:
-                raise DataError(f"law '{law_obj.name}': no value for {', '.join(missing)}; give --set NAME=VALUE for "
-                                f"each, or --reference SET (sets: {', '.join(law_obj.reference) or 'none'})")
-            theta, source = np.zeros(law_obj.n_params), "--set values"
+        theta, source = law_obj.published_or_given(reference or ("default" if default_reference else None),
+                                                   overrides)
         src = ParamSource(law_obj, theta, None, ci if ci is not None else 0.95, source)
     else:
         raise DataError(neither)

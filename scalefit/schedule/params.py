@@ -73,16 +73,7 @@ def curve_params(*, fit=None, law=None, reference: str | None = None, overrides:
     else:
         law_obj = law
         level = ci if ci is not None else 0.95
-        if reference:
-            theta = law_obj.reference_theta(None if reference == "default" else reference)
-            source = f"{law_obj.name} published values ({reference if reference != 'default' else next(iter(law_obj.reference))})"
-        else:
-            missing = [n for n in law_obj.param_names if n not in overrides]
-            if missing:
-                raise DataError(f"law '{law_obj.name}': no value for {', '.join(missing)}; give --set NAME=VALUE for "
-                                f"each, or --reference SET (sets: {', '.join(law_obj.reference) or 'none'})")
-            theta = np.zeros(law_obj.n_params)
-            source = "--set values"
+        theta, source = law_obj.published_or_given(reference, overrides)
     if law_obj.kind != "curve" or not hasattr(law_obj, "curve"):
         raise DataError(f"law '{law_obj.name}' is not a loss-curve law; schedule commands need one "
                         f"(e.g. multipower, lr_annealing)")
