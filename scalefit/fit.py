@@ -6,7 +6,9 @@ objective, batched Levenberg-Marquardt, polish), and bootstraps over runs. Huge 
 evenly thinned copy that keeps every run, then refined on every row. The bootstrap resamples runs, not
 rows (a curve is one run), refits each resample warm-started at the full-data optimum, is seeded, and runs
 in parallel through joblib: ``loky`` or ``threading`` here, or a ``dask`` or ``ray`` cluster connected
-here. Progress reaches the caller stage by stage.
+here. Progress reaches the caller stage by stage. The diagnosis of the optimum (residuals, parameters at
+a bound, each parameter's status, asymptotic standard errors) is computed here too, from the solver's
+internals, and handed to :class:`scalefit.result.FitResult` as plain values.
 """
 
 from __future__ import annotations
@@ -154,6 +156,51 @@ def run_bootstrap(problem: Problem, u_hat: np.ndarray, run_codes: np.ndarray, n_
                     results.close()
     draws = np.vstack(out)
     return draws if which is None else draws[which]
+
+
+# --------------------------------------------------------------------------- diagnosis
+def asymptotic_stderr(problem: Problem, u_hat: np.ndarray) -> np.ndarray | None:
+    """Least-squares approximation s^2 (J'WJ)^-1 in the optimiser's space, mapped to natural units."""
+    r, J = problem.residuals_and_jac(u_hat[None])
+    r, J = r[0], J[0]
+    n, q = J.shape
+    if n <= q or not np.all(np.isfinite(J)):
+        return None
+    w = problem.w
+    s2 = float(np.sum(w * r**2) / (n - q))
+    try:
+        cov_u = s2 * np.linalg.pinv((J * w[:, None]).T @ J)
+    except np.linalg.LinAlgError:
+        return None
+    se_u = np.sqrt(np.clip(np.diag(cov_u), 0, None))
+    param = problem.param
+    free_vals = np.where(param.log, np.exp(u_hat), u_hat)
+    se_free = np.where(param.log, free_vals * se_u, se_u)
+    se = np.full(len(param.names), np.nan)
+    se[param.free] = se_free
+    for i, src in param.ties.items():
+        se[i] = se[src]
+    return se
+
+
+def _diagnosis(problem: Problem, param: Parameterization, u_hat: np.ndarray, report, with_stderr: bool) -> dict:
+    """What the result reports about the optimum, as plain values for :meth:`FitResult.from_fit`."""
+    names = param.names
+    # Parameters at a bound (in the optimiser's space, relative to the range); a tie follows its source.
+    at_bound = set()
+    span = param.hi - param.lo
+    for j, i in enumerate(param.free):
+        if min(u_hat[j] - param.lo[j], param.hi[j] - u_hat[j]) <= 1e-6 * span[j]:
+            at_bound.add(names[i])
+    for i, src in param.ties.items():
+        if names[src] in at_bound:
+            at_bound.add(names[i])
+    status = {name: "fixed" if i in param.fixed else (f"tied:{names[param.ties[i]]}" if i in param.ties else "free")
+              for i, name in enumerate(names)}
+    return {"residuals": problem.residuals(u_hat[None])[0], "logy": problem.logy, "weights": problem.w,
+            "at_bound": at_bound, "status": status, "n_free": len(param.free), "n_starts": report.n_starts,
+            "n_refined": report.n_refined, "n_converged_best": report.n_converged_best,
+            "asymptotic_stderr": asymptotic_stderr(problem, u_hat) if with_stderr else None}
 
 
 INTERVALS = ("stretched", "percentile")
@@ -387,12 +434,12 @@ def fit(
         # Curve laws learn from many steps per run, so runs - parameters is not their degrees of freedom;
         # their coverage is not measured yet: report the plain percentile interval.
         interval = "percentile"
+    diagnosis = _diagnosis(problem, param, u_hat, report, with_stderr=draws is None)
     return FitResult.from_fit(
-        law=law, data=data, problem=problem, param=param, u_hat=u_hat, theta=theta, objective=f_hat,
-        report=report, draws=draws, settings={
+        law=law, data=data, theta=theta, objective=f_hat, draws=draws, settings={
             "loss": loss, "delta": delta, "fixed": dict(fixed or {}), "ties": dict(ties or {}),
             "n_bootstrap": n_bootstrap, "ci": ci, "seed": seed, "jobs": jobs, "backend": backend,
             "interval": interval if n_bootstrap else None,
             "stretch": stretch_factor(data.n_runs, len(param.free), ci) if interval == "stretched" else 1.0,
-        }, timings={"fit_s": t_fit, "total_s": time.perf_counter() - t0},
+        }, timings={"fit_s": t_fit, "total_s": time.perf_counter() - t0}, **diagnosis,
     )

@@ -106,42 +106,41 @@ class FitResult:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_fit(cls, *, law, data, problem, param, u_hat, theta, objective, report, draws, settings, timings):
+    def from_fit(cls, *, law, data, theta, objective, residuals, logy, weights, at_bound, status, n_free,
+                 n_starts, n_refined, n_converged_best, asymptotic_stderr, draws, settings, timings):
+        """Assemble a fit from plain values that :func:`scalefit.fit.fit` computed at the optimum.
+
+        ``residuals``, ``logy`` and ``weights`` are per row (log predicted minus log observed, log loss,
+        unit-mean weights); ``at_bound`` names the parameters at a bound; ``status`` maps every parameter
+        to free, fixed or tied:<name>; ``n_free`` counts the free ones; the three counts describe the
+        multi-start; ``asymptotic_stderr`` (natural units, or None) is used when there are no ``draws``.
+        """
         names = law.param_names
         ci = settings["ci"]
-        r = problem.residuals(u_hat[None])[0]
-        logy = problem.logy
-        w = problem.w
+        r = np.asarray(residuals, dtype=float)
+        logy = np.asarray(logy, dtype=float)
+        w = np.asarray(weights, dtype=float)
+        n_points = len(r)
+        at_bound = set(at_bound)
         rmse = float(np.sqrt(np.sum(w * r**2) / np.sum(w)))
         ss_tot = float(np.sum(w * (logy - np.average(logy, weights=w)) ** 2))
         r2 = 1.0 - float(np.sum(w * r**2)) / ss_tot if ss_tot > 0 else float("nan")
 
-        # Parameters at a bound (in the optimiser's space, relative to the range).
-        at_bound = set()
-        span = param.hi - param.lo
-        for j, i in enumerate(param.free):
-            if min(u_hat[j] - param.lo[j], param.hi[j] - u_hat[j]) <= 1e-6 * span[j]:
-                at_bound.add(names[i])
-        for i, src in param.ties.items():
-            if names[src] in at_bound:
-                at_bound.add(names[i])
-
-        stderr = _asymptotic_stderr(problem, u_hat) if draws is None else np.std(draws, axis=0, ddof=1)
+        stderr = asymptotic_stderr if draws is None else np.std(draws, axis=0, ddof=1)
         if draws is not None and len(draws) >= 2:
             lows, highs = percentile_interval(draws, ci, theta, settings.get("stretch", 1.0))
         else:
             lows = highs = [None] * len(names)
         estimates = {}
         for i, name in enumerate(names):
-            status = "fixed" if i in param.fixed else (f"tied:{names[param.ties[i]]}" if i in param.ties else "free")
-            fixed = status == "fixed"
+            fixed = status[name] == "fixed"
             estimates[name] = Estimate(
                 value=float(theta[i]),
                 stderr=None if fixed or stderr is None else _finite_or_none(stderr[i]),
                 low=None if fixed else _finite_or_none(lows[i]),
                 high=None if fixed else _finite_or_none(highs[i]),
                 at_bound=name in at_bound,
-                status=status,
+                status=status[name],
             )
 
         run_names = data.run_names
@@ -161,12 +160,12 @@ class FitResult:
             lo, hi = law.params[name].bounds
             messages.append(f"parameter '{name}' = {estimates[name].value:.6g} sits at a bound of [{lo:g}, {hi:g}]: "
                             f"the law may not describe these data, or the bound is too tight")
-        if report.n_converged_best < 2:
-            messages.append(f"only {report.n_converged_best} of {report.n_refined} refined starts reached the best "
+        if n_converged_best < 2:
+            messages.append(f"only {n_converged_best} of {n_refined} refined starts reached the best "
                             f"objective; the optimum may be poorly determined")
         n_runs = data.n_runs
-        if draws is not None and n_runs < 3 * len(param.free):
-            messages.append(f"{n_runs} runs for {len(param.free)} free parameters: bootstrap intervals from so few "
+        if draws is not None and n_runs < 3 * n_free:
+            messages.append(f"{n_runs} runs for {n_free} free parameters: bootstrap intervals from so few "
                             f"runs are too narrow; treat them as a lower bound on the uncertainty")
         if draws is not None and len(draws) < settings["n_bootstrap"]:
             messages.append(f"{settings['n_bootstrap'] - len(draws)} bootstrap draw(s) failed")
@@ -177,22 +176,22 @@ class FitResult:
         diagnostics = {
             "success": success,
             "message": message,
-            "n_points": int(problem.n),
+            "n_points": int(n_points),
             "rmse_log": rmse,
             "r2_log": r2,
-            "n_starts": report.n_starts,
-            "n_refined": report.n_refined,
-            "n_converged_best": report.n_converged_best,
+            "n_starts": n_starts,
+            "n_refined": n_refined,
+            "n_converged_best": n_converged_best,
             "at_bound": sorted(at_bound),
             "largest_residuals": worst,
             "interval": _interval_text(settings, ci, draws),
             # Run-to-run scatter of log loss (robust, dof-corrected): what a prediction interval adds.
-            "residual_scale_log": residual_scale(r, len(param.free)),
+            "residual_scale_log": residual_scale(r, n_free),
             "warnings": messages,
         }
         data_info = {"source": data.source, "hash": data.content_hash(), "columns": dict(data.columns),
                      "n_rows": len(data), "ranges": data.ranges(), "dropped": list(data.dropped)}
-        return cls(law, theta, estimates, objective=objective, n_runs=n_runs, n_points=problem.n,
+        return cls(law, theta, estimates, objective=objective, n_runs=n_runs, n_points=n_points,
                    diagnostics=diagnostics, settings=settings, data_info=data_info, units=dict(data.units),
                    draws=draws, timings=timings)
 
@@ -341,30 +340,6 @@ def atomic_write_text(path: str | Path, text: str, *, force: bool = False) -> Pa
     from ._io import atomic_write
 
     return atomic_write(path, text, force=force)
-
-
-def _asymptotic_stderr(problem, u_hat: np.ndarray) -> np.ndarray | None:
-    """Least-squares approximation s^2 (J'WJ)^-1 in the optimiser's space, mapped to natural units."""
-    r, J = problem.residuals_and_jac(u_hat[None])
-    r, J = r[0], J[0]
-    n, q = J.shape
-    if n <= q or not np.all(np.isfinite(J)):
-        return None
-    w = problem.w
-    s2 = float(np.sum(w * r**2) / (n - q))
-    try:
-        cov_u = s2 * np.linalg.pinv((J * w[:, None]).T @ J)
-    except np.linalg.LinAlgError:
-        return None
-    se_u = np.sqrt(np.clip(np.diag(cov_u), 0, None))
-    param = problem.param
-    free_vals = np.where(param.log, np.exp(u_hat), u_hat)
-    se_free = np.where(param.log, free_vals * se_u, se_u)
-    se = np.full(len(param.names), np.nan)
-    se[param.free] = se_free
-    for i, src in param.ties.items():
-        se[i] = se[src]
-    return se
 
 
 # ---------------------------------------------------------------------- loading
