@@ -28,7 +28,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from scalefit.errors import DataError
-from scalefit.law import Law, Param
+from scalefit.law import CurveLaw, Param
 
 
 def annealing_areas(eta: np.ndarray, lam: float, warmup: str = "peak") -> tuple[np.ndarray, np.ndarray]:
@@ -45,12 +45,10 @@ def annealing_areas(eta: np.ndarray, lam: float, warmup: str = "peak") -> tuple[
     return S1, np.cumsum(m)
 
 
-class LRAnnealing(Law):
+class LRAnnealing(CurveLaw):
     name = "lr_annealing"
     formula = "L = L0 + A S1^-alpha - C S2,  S2 = sum_i m_i,  m_i = lambda m_{i-1} + (eta_{i-1} - eta_i)"
     citation = "Tissue, Wang, Wang 2024, 'Scaling Law with Learning Rate Annealing', arXiv:2408.11029"
-    kind = "curve"
-    inputs = ("step", "lr")
     params = {
         "L0": Param((0.0, 20.0), (0.1, 2.1), doc="loss floor (LR area -> infinity)"),
         "A": Param((0.0, 1e3), (1.0, 11.5, 22.0), doc="coefficient of the power law in LR area S1"),
@@ -60,6 +58,7 @@ class LRAnnealing(Law):
     # Fit of the authors' 40-point example (max LR 2e-4, cosine + constant, 20k steps): see the tests.
     reference = {"tissue2024_example": {"L0": 2.62780, "A": 0.42966, "alpha": 0.54985, "C": 0.41078}}
     reference_units = {"loss_unit": "nats", "lr_units": "raw LR, peak 2e-4", "lam": "0.999"}
+    option_names = ("lam", "warmup")
 
     def __init__(self, lam: float = 0.999, warmup: str = "peak"):
         try:  # from the CLI (--law-opt lam=...) the value arrives as text
@@ -73,10 +72,6 @@ class LRAnnealing(Law):
         self.lam = value
         self.warmup = warmup
 
-    @property
-    def options(self) -> dict:
-        return {"lam": self.lam, "warmup": self.warmup}
-
     def example_inputs(self):
         from scalefit.curves import example_curves
 
@@ -85,11 +80,6 @@ class LRAnnealing(Law):
                                "wsd": f"wsd:{w},cooldown=0.2,shape=sqrt"}, every=100)
 
     # ------------------------------------------------------------------ design
-    def prepare(self, data) -> dict:
-        if data.lr is None:
-            raise DataError(f"{data.source}: law 'lr_annealing' needs each run's LR at every step (load with load_curves)")
-        return self.design_from_lr(data.lr, data.run_names, data.column("step").astype(np.int64), data.source)
-
     def design_from_lr(self, lrs: dict, runs: np.ndarray, steps: np.ndarray, source: str = "<schedule>") -> dict:
         S1 = np.empty(steps.size)
         S2 = np.empty(steps.size)

@@ -46,7 +46,7 @@ import numpy as np
 from scipy import sparse
 
 from scalefit.errors import DataError
-from scalefit.law import Law, Param
+from scalefit.law import CurveLaw, Param
 
 _EXACT_PAIRS = 200_000  # below this, blocked sums are not worth it
 _PAIR_BUDGET = 6_000_000  # pairs kept in memory by prepare(); larger designs are built chunk by chunk
@@ -104,12 +104,10 @@ def change_points(eta: np.ndarray, convention: str) -> np.ndarray:
     return k
 
 
-class MultiPower(Law):
+class MultiPower(CurveLaw):
     name = "multipower"
     formula = "L = L0 + A (S1+S_W)^-alpha - B sum_k (eta_{k-1}-eta_k) [1 - (C eta_k^-gamma S_k(t) + 1)^-beta]"
     citation = "Luo et al. 2025, 'A Multi-Power Law for Loss Curve Prediction Across LR Schedules', ICLR, arXiv:2503.12811"
-    kind = "curve"
-    inputs = ("step", "lr")
     params = {
         "L0": Param((0.0, 20.0), (2.0, 3.0), doc="loss floor (LR area -> infinity)"),
         "A": Param((1e-4, 1e3), (0.6,), log=True, doc="coefficient of the power law in LR area"),
@@ -129,6 +127,7 @@ class MultiPower(Law):
     }
     reference_units = {"loss_unit": "nats", "lr_units": "raw LR, peak 3e-4, warm-up 2160 steps from 0",
                        "convention": "code"}
+    option_names = ("convention", "resolution")
 
     def __init__(self, convention: str = "code", resolution: float | None = 0.01):
         if convention not in ("code", "paper"):
@@ -147,10 +146,6 @@ class MultiPower(Law):
                                 f"[1e-4, 0.5] (default 0.01), or 'exact'")
             self.resolution = value
 
-    @property
-    def options(self) -> dict:
-        return {"convention": self.convention, "resolution": self.resolution}
-
     def example_inputs(self):
         from scalefit.curves import example_curves
 
@@ -159,13 +154,6 @@ class MultiPower(Law):
                                "wsd": f"wsd:{w},cooldown=0.2,shape=sqrt,floor=0"}, every=50)
 
     # ------------------------------------------------------------------ design
-    def prepare(self, data) -> dict:
-        if data.lr is None:
-            raise DataError(f"{data.source}: law 'multipower' needs each run's LR at every step (load with load_curves)")
-        runs = data.run_names
-        steps = data.column("step").astype(np.int64)
-        return self.design_from_lr({r: data.lr[r] for r in dict.fromkeys(runs)}, runs, steps, data.source)
-
     def design_from_lr(self, lrs: dict, runs: np.ndarray, steps: np.ndarray, source: str = "<schedule>",
                        resolution="default", start: float | None = None, chunk_pairs: int | None = None) -> dict:
         """Design for points (runs[i], steps[i]) given dense LR arrays per run.

@@ -15,7 +15,7 @@ from .errors import (  # noqa: E402  (errors are dependency-free)
     ScalefitError,
 )
 from .fit import fit  # noqa: E402
-from .law import Law, Param, law  # noqa: E402
+from .law import CurveLaw, Law, Param, law  # noqa: E402
 
 _LAZY = {
     "load_runs": ("data", "load_runs"),
@@ -42,6 +42,7 @@ __all__ = [
     "LawDefinitionError",
     "LawNotFoundError",
     "ScalefitError",
+    "CurveLaw",
     "Law",
     "Param",
     "law",

@@ -22,6 +22,7 @@ import pandas as pd
 
 from .data import PLAUSIBLE, Dataset, format_value, from_frame, load_runs
 from .errors import DataError
+from .law import CurveLaw, check_points  # noqa: F401  (check_points: re-exported, the law's check)
 from .limits import enforce
 from .schedule import parse_schedule
 from .tables import read_table, show_name
@@ -276,16 +277,6 @@ def load_curves(
     return Dataset(f, source, dict(base.columns), dict(base.units), dropped, lrs)
 
 
-def check_points(data: Dataset, n_params: int, law_name: str) -> None:
-    """Each run must have at least as many loss points as the law has parameters."""
-    counts = data.frame.groupby("run").size()
-    few = counts[counts < n_params]
-    if len(few):
-        run, n = few.index[0], int(few.iloc[0])
-        raise DataError(f"{data.source}: run '{run}' has {n} loss point(s) but law '{law_name}' has {n_params} "
-                        f"parameters; log more steps or drop that run")
-
-
 def example_curves(specs: Mapping[str, str], every: int = 50, start: int | None = None, source: str = "<example>") -> Dataset:
     """A small curve Dataset (loss = 1 placeholders) logged every ``every`` steps of each named schedule:
     typical inputs for the law conformance suite and docs."""
@@ -305,7 +296,7 @@ def load_for(law, path_or_frame, *, columns: Mapping[str, str] | None = None, lr
              source: str | None = None) -> Dataset:
     """The table ``law`` needs from a file or DataFrame: curves (run, step, loss + LR) for a curve law, one
     row per run with the law's input roles for a point law. The one place that makes this choice."""
-    if law.kind == "curve":
+    if isinstance(law, CurveLaw):
         return load_curves(path_or_frame, columns=columns, lr_table=lr_table, schedules=schedules,
                            drop_invalid=drop_invalid, loss_unit=loss_unit)
     if lr_table is not None or schedules:

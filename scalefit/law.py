@@ -10,13 +10,13 @@ published reference values, and implements
 * ``jacobian(theta, design) -> (k, n, p)``: d predict / d theta. Optional: return ``None`` and the
   fitter falls back to batched central differences.
 
-Point laws read one row per run; curve laws (``kind = "curve"``) read one row per (run, step) and
-find each run's dense LR sequence in ``data.lr``. Batch shapes are what make multi-start and the
+Point laws read one row per run; curve laws (subclasses of :class:`CurveLaw`, ``kind = "curve"``) read
+one row per (run, step) and find each run's dense LR sequence in ``data.lr``. Batch shapes are what make multi-start and the
 bootstrap fast: the fitter evaluates thousands of parameter vectors in one call.
 
 Two ways to write a law:
 
-1. Subclass :class:`Law` (needed for curve laws or custom ``prepare``).
+1. Subclass :class:`Law` (custom ``prepare``) or :class:`CurveLaw` (loss-curve laws).
 2. Decorate a plain formula with :func:`law` -- inputs before ``*``, parameters after::
 
        @law(inputs={"N": "params", "D": "tokens"}, params={...}, reference={...})
@@ -184,15 +184,8 @@ class Law:
         return Columns(source=f"<{self.name} example>", params=n.ravel(), tokens=(n * ratio).ravel())
 
     def check_identifiable(self, data: "Dataset") -> None:
-        """Raise DataError when the data cannot determine the law.
-
-        Point laws: each input must vary. Curve laws: each run needs more loss points than parameters.
-        """
-        if self.kind == "curve":
-            from .curves import check_points
-
-            check_points(data, self.n_params, self.name)
-            return
+        """Raise DataError when the data cannot determine the law: each input must vary (curve laws:
+        see :meth:`CurveLaw.check_identifiable`)."""
         for role in self.inputs:
             values = data.column(role)
             if np.unique(values).size < 2:
@@ -259,6 +252,13 @@ class Law:
             raise LawDefinitionError(f"{where}: 'name' must be an identifier, got {self.name!r}")
         if self.kind not in ("point", "curve"):
             raise LawDefinitionError(f"{where}: kind must be 'point' or 'curve', got {self.kind!r}")
+        if (self.kind == "curve") != isinstance(self, CurveLaw):
+            raise LawDefinitionError(f"{where}: a loss-curve law subclasses scalefit.law.CurveLaw (which sets "
+                                     f"kind = 'curve'); a point law does not")
+        if isinstance(self, CurveLaw):
+            missing = [m for m in CurveLaw.REQUIRED if getattr(type(self), m) is getattr(CurveLaw, m)]
+            if missing:
+                raise LawDefinitionError(f"{where}: a curve law must implement {', '.join(missing)}")
         if not self.params:
             raise LawDefinitionError(f"{where}: declares no parameters")
         for pname, p in self.params.items():
@@ -284,6 +284,76 @@ class Law:
                     raise LawDefinitionError(
                         f"{where}: reference {set_name}.{n} = {values[n]} lies outside bounds {(lo, hi)}"
                     )
+
+
+def check_points(data: "Dataset", n_params: int, law_name: str) -> None:
+    """Each run of a curve table must have at least as many loss points as the law has parameters."""
+    counts = data.frame.groupby("run").size()
+    few = counts[counts < n_params]
+    if len(few):
+        run, n = few.index[0], int(few.iloc[0])
+        raise DataError(f"{data.source}: run '{run}' has {n} loss point(s) but law '{law_name}' has {n_params} "
+                        f"parameters; log more steps or drop that run")
+
+
+class CurveLaw(Law):
+    """Base class of the loss-curve laws (LR-annealing, multi-power): one row per (run, step), each run's
+    dense LR sequence in ``data.lr``, warm-up included.
+
+    A subclass implements
+
+    * ``design_from_lr(lrs, runs, steps, source) -> design``: the design for the points
+      (runs[i], steps[i]) given a dense LR array per run (``prepare`` calls it);
+    * ``curve(theta, eta, steps) -> (k, len(steps))``: the predicted loss at ``steps`` of one LR
+      sequence ``eta`` (schedule prediction);
+    * ``final_loss_grad(theta, eta, warmup) -> (loss, grad)``: the loss at the last step of ``eta`` and
+      its gradient in every eta_j (schedule optimisation); ``warmup`` is the ramp's length, if known.
+
+    and may override ``final_loss`` (the loss alone, when that is cheaper) and ``curve_bytes`` (its
+    working memory). Options (constructor keywords, kept as attributes of the same names) are listed
+    in ``option_names``. Code that needs the curve interface asks ``isinstance(law, CurveLaw)``;
+    ``kind`` stays ``"curve"`` as the declared, recorded attribute.
+    """
+
+    kind = "curve"
+    inputs = ("step", "lr")
+    option_names: tuple[str, ...] = ()
+    REQUIRED = ("design_from_lr", "curve", "final_loss_grad")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.option_names}
+
+    def prepare(self, data: "Dataset") -> Design:
+        if data.lr is None:
+            raise DataError(f"{data.source}: law '{self.name}' needs each run's LR at every step (load with "
+                            f"load_curves)")
+        runs = data.run_names
+        steps = data.column("step").astype(np.int64)
+        return self.design_from_lr({r: data.lr[r] for r in dict.fromkeys(runs)}, runs, steps, data.source)
+
+    def check_identifiable(self, data: "Dataset") -> None:
+        """Raise DataError when a run has fewer loss points than the law has parameters."""
+        check_points(data, self.n_params, self.name)
+
+    def design_from_lr(self, lrs: Mapping[str, np.ndarray], runs: np.ndarray, steps: np.ndarray,
+                       source: str = "<schedule>") -> Design:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def curve(self, theta: np.ndarray, eta: np.ndarray, steps) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def final_loss_grad(self, theta: np.ndarray, eta: np.ndarray,
+                        warmup: int | None = None) -> tuple[float, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def final_loss(self, theta: np.ndarray, eta: np.ndarray, warmup: int | None = None) -> float:
+        """The loss at the last step of ``eta`` (default: ``final_loss_grad``'s, gradient discarded)."""
+        return self.final_loss_grad(theta, eta, warmup)[0]
+
+    def curve_bytes(self, n_steps: int, n_points: int, n_theta: int = 1) -> int:
+        """Working memory of :meth:`curve` (default: a few float64 arrays over the steps and the points)."""
+        return 64 * int(n_steps) + 8 * int(n_points) * (6 + 4 * int(n_theta))
 
 
 class FunctionLaw(Law):

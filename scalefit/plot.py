@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import DataError
-from .law import Columns
+from .law import Columns, CurveLaw
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Mapping
@@ -58,7 +58,7 @@ def plot_fit(result, data, path: str | Path, *, force: bool = False) -> Path:
     """Loss vs compute (log-log): observed runs coloured by model size, the fitted law along each size
     with its bootstrap band, the compute-optimal frontier, and the fitted range marked."""
     law = result.law
-    if law.kind == "curve":
+    if isinstance(law, CurveLaw):
         return plot_curves(law, result.theta, data, path, force=force)
     path = check_plot_path(path, force)
     plt = _pyplot()

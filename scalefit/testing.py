@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from .law import Law
+from .law import CurveLaw, Law
 
 
 def _fail(law: Law, check: str, message: str) -> AssertionError:
@@ -88,7 +88,7 @@ def check_jacobian(law: Law, rtol: float = 1e-5) -> bool:
 def check_curve(law: Law, rtol: float = 2e-5) -> bool:
     """A curve law's ``final_loss_grad`` equals its ``curve`` at the last step and agrees with central
     differences in the learning rate; False when the law is not a curve law with that interface."""
-    if law.kind != "curve" or not hasattr(law, "final_loss_grad") or not hasattr(law, "curve"):
+    if not isinstance(law, CurveLaw):
         return False
     from .schedule import parse_schedule
 

@@ -42,11 +42,8 @@ HORIZON_SLACK = 1.05  # a schedule this much longer than the longest fitted curv
 # ------------------------------------------------------------------------------------------------ resources
 def curve_bytes(law, steps: int, points: int, n_theta: int = 1) -> int:
     """Working memory of ``law.curve`` on a ``steps``-step schedule at ``points`` steps with ``n_theta``
-    parameter vectors, plus the reported numbers; the law's own estimate when it has one."""
-    own = getattr(law, "curve_bytes", None)
-    core = own(int(steps), int(points), int(n_theta)) if callable(own) else (
-        64 * int(steps) + 8 * int(points) * (6 + 4 * int(n_theta)))
-    return int(core) + _OUT_BYTES * int(points)
+    parameter vectors (the law's own estimate, CurveLaw.curve_bytes), plus the reported numbers."""
+    return int(law.curve_bytes(int(steps), int(points), int(n_theta))) + _OUT_BYTES * int(points)
 
 
 def default_every(steps: int) -> int:
@@ -99,7 +96,7 @@ def horizon_warnings(lengths: Mapping[str, int], fitted_steps: int | None) -> li
 def final_loss(law, theta, eta: np.ndarray, warmup: int | None = None) -> np.ndarray:
     """Predicted loss at the last step of ``eta`` for each row of theta (k, p) -> (k,)."""
     theta = np.atleast_2d(np.asarray(theta, dtype=float))
-    if theta.shape[0] == 1 and hasattr(law, "final_loss_grad"):
+    if theta.shape[0] == 1:
         return np.array([law.final_loss_grad(theta[0], eta, warmup)[0]])
     return law.curve(theta, eta, [eta.size - 1])[:, 0]
 

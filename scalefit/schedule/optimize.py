@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError
+from ..law import CurveLaw
 from .evaluate import _interval, horizon_warnings
 from .spec import Schedule, check_memory
 
@@ -45,11 +46,7 @@ def optimize_bytes(steps: int) -> int:
 
 def _loss_only(law, theta, warmup):
     theta = np.asarray(theta, dtype=float).ravel()
-    if hasattr(law, "final_loss"):  # the same number as final_loss_grad's, without the gradient's cost
-        return lambda eta: law.final_loss(theta, eta, warmup)
-    if hasattr(law, "final_loss_grad"):
-        return lambda eta: law.final_loss_grad(theta, eta, warmup)[0]
-    return lambda eta: float(law.curve(theta[None], eta, [eta.size - 1])[0, 0])
+    return lambda eta: law.final_loss(theta, eta, warmup)  # final_loss_grad's number, without the gradient
 
 
 
@@ -261,8 +258,9 @@ def optimize_schedule(law, theta, *, peak: float, steps: int, warmup: int = 0, w
     """
     if family not in FAMILIES:
         raise DataError(f"family '{family}': use free or wsd")
-    if family == "free" and not hasattr(law, "final_loss_grad"):
-        raise DataError(f"law '{law.name}' has no final-loss gradient; use the WSD search (--family wsd)")
+    if not isinstance(law, CurveLaw):
+        raise DataError(f"law '{law.name}' is not a loss-curve law; schedule optimisation needs one "
+                        f"(e.g. multipower, lr_annealing)")
     if not (0 <= warmup < steps - 1):
         raise DataError(f"warm-up ({warmup}) must leave at least 2 steps of the {steps}-step horizon")
     if not 0 <= floor < peak:

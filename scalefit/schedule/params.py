@@ -30,6 +30,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import DataError
+from ..law import CurveLaw
 
 
 @dataclass(eq=False)
@@ -74,7 +75,7 @@ def curve_params(*, fit=None, law=None, reference: str | None = None, overrides:
         law_obj = law
         level = ci if ci is not None else 0.95
         theta, source = law_obj.published_or_given(reference, overrides)
-    if law_obj.kind != "curve" or not hasattr(law_obj, "curve"):
+    if not isinstance(law_obj, CurveLaw):
         raise DataError(f"law '{law_obj.name}' is not a loss-curve law; schedule commands need one "
                         f"(e.g. multipower, lr_annealing)")
     if law_options:
