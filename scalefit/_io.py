@@ -90,6 +90,8 @@ def read_json(path: str | Path, what: str = "JSON file", limit: str = "fit_json_
         raise DataError(f"{path}: not a valid {what} (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
     except RecursionError:
         raise DataError(f"{path}: not a valid {what} (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python converts
+        raise DataError(f"{path}: not a valid {what} ({str(exc)[:80]})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write, check_input_file, json_safe, read_json
+from ._io import atomic_write, check_input_file, json_safe, read_json, refuse_overwrite
 from .errors import DataError
 
 SCHEMA = "scalefit.fit/1"
@@ -72,6 +72,7 @@ def write(path: str | Path, payload: dict, draws: np.ndarray | None, names: list
     path = Path(path)
     if path.name.endswith(".draws.parquet"):
         raise DataError(f"{path}: that name is reserved for bootstrap draws files; name the fit .json")
+    refuse_overwrite(path, force)  # before a draws file is written beside a fit.json that will be refused
     payload = dict(payload)
     draws_path = None
     if draws is not None:
@@ -141,7 +142,11 @@ class _Fields:
                optional: bool = False) -> float | None:
         if value is None and optional:
             return None
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and lo <= value <= hi
+        try:  # a 400-digit integer is valid JSON but no float
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+                  and lo <= float(value) <= hi)
+        except OverflowError:
+            ok = False
         if not ok:
             what = "a finite number" + (f" in [{lo:g}, {hi:g}]" if math.isfinite(lo) or math.isfinite(hi) else "")
             raise self.fail(field, what + (" or null" if optional else ""), value)
@@ -222,6 +227,31 @@ def parse(path: str | Path, payload: dict, law) -> dict:
         raise f.fail("diagnostics.warnings", "a list of strings", warns)
     if not isinstance(diagnostics.get("success", True), bool):
         raise f.fail("diagnostics.success", "true or false", diagnostics.get("success"))
+    for key, kind in (("fixed", "number"), ("ties", "name")):
+        values = settings.get(key) or {}
+        if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+            raise f.fail(f"settings.{key}", "an object of parameter names", values)
+        for k, v in values.items():
+            if kind == "number":
+                f.number(v, f"settings.{key}.{k}")
+            elif not isinstance(v, str):
+                raise f.fail(f"settings.{key}.{k}", "a parameter name", v)
+    f.number(settings.get("delta"), "settings.delta", lo=0.0, optional=True)
+    for key in ("loss", "interval"):
+        if not isinstance(settings.get(key, ""), (str, type(None))):
+            raise f.fail(f"settings.{key}", "a string", settings.get(key))
+    data_info = f.mapping("data")
+    columns = data_info.get("columns") or {}
+    if not isinstance(columns, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
+        raise f.fail("data.columns", "an object of role -> column names", columns)
+    ranges = data_info.get("ranges") or {}
+    if not isinstance(ranges, dict):
+        raise f.fail("data.ranges", "an object of role -> [low, high]", ranges)
+    for role, span in ranges.items():
+        if not (isinstance(span, list) and len(span) == 2):
+            raise f.fail(f"data.ranges.{role}", "[low, high]", span)
+        for i, v in enumerate(span):
+            f.number(v, f"data.ranges.{role}[{i}]", optional=True)
     units = f.mapping("units")
     if not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in units.items()):
         raise f.fail("units", "an object of strings", units)
@@ -231,7 +261,7 @@ def parse(path: str | Path, payload: dict, law) -> dict:
     return {
         "names": names, "theta": theta, "params": params, "objective": objective, "n_runs": n_runs,
         "n_points": n_points, "diagnostics": diagnostics, "settings": settings, "units": units,
-        "data_info": f.mapping("data"), "timings": f.mapping("timings"),
+        "data_info": data_info, "timings": f.mapping("timings"),
         "draws": _draws(f, payload.get("draws"), names, law),
     }
 

@@ -47,7 +47,7 @@ def limit(name: str) -> int:
     if raw:
         try:
             value = int(float(raw))
-        except ValueError:
+        except (ValueError, OverflowError):  # "abc", or "1e400" / "inf"
             raise DataError(f"{spec.env}={raw!r}: expected a positive number") from None
         if value <= 0:
             raise DataError(f"{spec.env}={raw!r}: expected a positive number")

@@ -227,7 +227,11 @@ class FitResult:
         with np.errstate(all="ignore"):
             samples = self.law.predict(self.draws, design)
         if interval == "prediction":
-            samples = with_run_noise(samples, float(self.diagnostics["residual_scale_log"]))
+            sigma = self.diagnostics.get("residual_scale_log")
+            if not (isinstance(sigma, (int, float)) and math.isfinite(sigma)):
+                raise DataError(f"{self.meta.get('path') or 'this fit'}: no run-to-run scatter was estimated "
+                                f"(too few runs for the parameters): a prediction interval cannot be given")
+            samples = with_run_noise(samples, float(sigma))
         elif interval != "confidence":
             raise DataError(f"interval '{interval}': use confidence or prediction")
         lo, hi = percentile_interval(samples, self.ci, value, self.stretch)
@@ -256,7 +260,7 @@ class FitResult:
             "schema": "scalefit.fit/1",
             "scalefit_version": __version__,
             "created": self.meta.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "law": {"name": self.law.name, "origin": self.law.origin, "source_hash": self.law.source_hash(),
+            "law": {"name": self.law.name, "origin": self.law.origin, "source_hash": self.meta.get("law_source_hash") or self.law.source_hash(),
                     "formula": self.law.formula, "options": dict(self.law.options)},
             "data": self.data_info,
             "units": self.units,
@@ -288,7 +292,7 @@ class FitResult:
         lines.append("[[Fit Statistics]]")
         for label, value in (("runs / points", f"{self.n_runs} / {self.n_points}"),
                              ("objective", f"{self.objective:.6g} ({self.settings.get('loss', 'huber')}, "
-                                           f"delta={self.settings.get('delta', float('nan')):g})"),
+                                           f"delta={_num(self.settings.get('delta'), 6)})"),
                              ("RMSE (log loss)", _num(d.get("rmse_log"), 4)), ("R² (log loss)", _num(d.get("r2_log"), 5)),
                              ("starts", f"{d.get('n_starts')} evaluated, {d.get('n_refined')} refined, "
                                         f"{d.get('n_converged_best')} reached the best objective"),
@@ -333,13 +337,6 @@ class FitResult:
     def __repr__(self) -> str:
         body = ", ".join(f"{n}={e.value:.5g}" for n, e in self.params.items())
         return f"<FitResult {self.law.name}: {body}; objective={self.objective:.6g}>"
-
-
-def atomic_write_text(path: str | Path, text: str, *, force: bool = False) -> Path:
-    """Deprecated alias of :func:`scalefit._io.atomic_write` (kept while callers move)."""
-    from ._io import atomic_write
-
-    return atomic_write(path, text, force=force)
 
 
 # ---------------------------------------------------------------------- loading

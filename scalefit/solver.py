@@ -106,10 +106,6 @@ class Parameterization:
         for i, src in self.ties.items():
             self.expand[i, self.free.index(src)] = 1.0
 
-    @property
-    def free_names(self) -> list[str]:
-        return [self.names[i] for i in self.free]
-
     def to_theta(self, u: np.ndarray) -> np.ndarray:
         u = np.atleast_2d(u)
         free_vals = np.where(self.log, np.exp(u), u)

@@ -331,6 +331,12 @@ BAD_FIELDS = [
     (lambda p: p.update(draws=[[float("nan")] * 5] * 3), "non-finite"),
     (lambda p: p.update(draws=[[1e300] * 5] * 3), "bounds"),
     (lambda p: p.update(draws="x"), "draws"),
+    (lambda p: p["theta"].__setitem__(0, int("9" * 400)), "theta[0]"),  # valid JSON, no float
+    (lambda p: p["data"].update(ranges={"params": 5}), "data.ranges.params"),
+    (lambda p: p["data"].update(columns=[1]), "data.columns"),
+    (lambda p: p["settings"].update(fixed=[1]), "settings.fixed"),
+    (lambda p: p["settings"].update(ties={"beta": 3}), "settings.ties.beta"),
+    (lambda p: p["settings"].update(delta="x"), "settings.delta"),
 ]
 
 
@@ -361,6 +367,25 @@ def test_special_files_as_fit_json_do_not_hang(tmp_path):
         assert_clean_error(run("predict", "--fit", tmp_path, "--params", "1B", "--tokens", "20B"), "folder")
     finally:
         signal.alarm(0)
+
+
+def test_a_number_too_long_to_convert_is_one_line(tmp_path):
+    path = tmp_path / "long.json"
+    path.write_text('{"schema": "scalefit.fit/1", "theta": [' + "9" * 5000 + "]}")
+    assert_clean_error(run("predict", "--fit", path, "--params", "1B"), "not a valid fit.json")
+
+
+@pytest.mark.parametrize("value", ["1e400", "inf", "abc", "-5"])
+def test_a_bad_limit_variable_is_one_line(saved, monkeypatch, value):
+    monkeypatch.setenv("SCALEFIT_MAX_FIT_BYTES", value)
+    assert_clean_error(run("predict", "--fit", saved, "--params", "1B"), "SCALEFIT_MAX_FIT_BYTES")
+
+
+def test_re_saving_a_loaded_fit_keeps_its_law_record(saved, tmp_path):
+    """A baseline update re-saves the loaded fit: it must still say which law version made it."""
+    _edit(saved, lambda p: p["law"].update(source_hash="0" * 16))
+    again = load_fit(saved).save(tmp_path / "again.json")
+    assert json.loads(again.read_text())["law"]["source_hash"] == "0" * 16
 
 
 def test_a_huge_fit_file_is_refused_by_size(saved, monkeypatch):
