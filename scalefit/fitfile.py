@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write, check_input_file, json_safe, read_json, refuse_overwrite
+from ._io import atomic_write, check_input_file, json_safe, read_json, refuse_overwrite, write_table
 from .errors import DataError
 
 SCHEMA = "scalefit.fit/1"
@@ -87,8 +87,7 @@ def write(path: str | Path, payload: dict, draws: np.ndarray | None, names: list
     if draws_path is not None and not _same_draws(draws_path, digest):
         import pandas as pd
 
-        frame = pd.DataFrame(draws, columns=names)
-        atomic_write(draws_path, lambda fh: frame.to_parquet(fh), force=True, binary=True)
+        write_table(pd.DataFrame(draws, columns=names), draws_path, force=True)
     return atomic_write(path, text, force=force)
 
 

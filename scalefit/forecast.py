@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import DataError
 from .law import Columns, Law
-from .stats import with_run_noise
+from .stats import require_run_scale, with_run_noise
 from .units import check_in_range
 
 INTERVALS = ("confidence", "prediction")
@@ -265,9 +265,8 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
         raise DataError(f"--interval '{interval}': use confidence or prediction")
     if not (isinstance(ci, (int, float)) and 0 < ci < 1):
         raise DataError(f"--ci {ci}: the interval level must lie strictly between 0 and 1, e.g. 0.95")
-    if interval == "prediction" and not (residual_scale is not None and np.isfinite(residual_scale)):
-        raise DataError("a prediction interval needs the fit's residual scale; refit with this scalefit version "
-                        "(fit.json lacks diagnostics.residual_scale_log)")
+    if interval == "prediction":
+        require_run_scale(residual_scale)  # before any work
     if law.kind != "point" or not {"params", "tokens"} <= set(law.inputs):
         raise DataError(f"law '{law.name}' does not forecast from (params, tokens); "
                         f"use `scalefit schedule predict` for curve laws")

@@ -21,7 +21,7 @@ import numpy as np
 from . import __version__
 from .errors import DataError
 from .law import Columns, Law
-from .stats import check_contains, percentile_interval, residual_scale, with_run_noise
+from .stats import checked_interval, percentile_interval, residual_scale, with_run_noise
 
 
 @dataclass(frozen=True)
@@ -227,15 +227,10 @@ class FitResult:
         with np.errstate(all="ignore"):
             samples = self.law.predict(self.draws, design)
         if interval == "prediction":
-            sigma = self.diagnostics.get("residual_scale_log")
-            if not (isinstance(sigma, (int, float)) and math.isfinite(sigma)):
-                raise DataError(f"{self.meta.get('path') or 'this fit'}: no run-to-run scatter was estimated "
-                                f"(too few runs for the parameters): a prediction interval cannot be given")
-            samples = with_run_noise(samples, float(sigma))
+            samples = with_run_noise(samples, self.diagnostics.get("residual_scale_log"))
         elif interval != "confidence":
             raise DataError(f"interval '{interval}': use confidence or prediction")
-        lo, hi = percentile_interval(samples, self.ci, value, self.stretch)
-        check_contains(value, lo, hi, self.meta.get("path") or "this fit")
+        lo, hi = checked_interval(samples, self.ci, value, self.stretch, self.meta.get("path") or "this fit")
         return Prediction(value, lo, hi, samples)
 
     def predict(self, data=None, interval: str = "confidence", **inputs) -> Prediction:

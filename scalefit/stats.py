@@ -58,6 +58,14 @@ def check_contains(value, lo, hi, where: str) -> None:
                       stacklevel=3)
 
 
+def checked_interval(samples: np.ndarray, ci: float, center, stretch: float, where: str):
+    """:func:`percentile_interval` about ``center``, then :func:`check_contains`: how a forecast's interval
+    is made wherever one is printed."""
+    lo, hi = percentile_interval(samples, ci, center, stretch)
+    check_contains(center, lo, hi, where)
+    return lo, hi
+
+
 def residual_scale(r: np.ndarray, n_free: int) -> float:
     """1.4826 MAD of the log residuals times sqrt(n/(n-q)): a noise scale that outliers do not inflate."""
     r = np.asarray(r, dtype=float)
@@ -86,10 +94,20 @@ def stretch_factor(n_runs: int, n_free: int, ci: float) -> float:
     return float(t.ppf(p, max(n_runs - n_free, 1)) / norm.ppf(p))
 
 
+def require_run_scale(sigma) -> float:
+    """The run-to-run scatter a prediction interval adds; DataError when the fit has none (too few runs)."""
+    if not (isinstance(sigma, (int, float, np.floating)) and math.isfinite(sigma)):
+        raise DataError("a prediction interval needs the fit's residual scale; refit with this scalefit version "
+                        "(fit.json lacks diagnostics.residual_scale_log)")
+    return float(sigma)
+
+
 def with_run_noise(samples: np.ndarray, sigma: float) -> np.ndarray:
     """Loss draws of the law's mean -> draws of one new run's observed loss (log-normal scatter ``sigma``).
 
-    Seeded: the same fit gives the same prediction interval every time.
+    Seeded: the same fit gives the same prediction interval every time. A fit too small to estimate its
+    scatter (``sigma`` None or NaN) cannot give a prediction interval: DataError.
     """
+    require_run_scale(sigma)
     noise = np.random.default_rng(0).normal(0.0, sigma, size=np.shape(samples)[0])
     return np.asarray(samples) * np.exp(noise).reshape((-1,) + (1,) * (np.ndim(samples) - 1))

@@ -200,7 +200,7 @@ def predict_loss(law, theta, draws, params, tokens, level: float = 0.95, stretch
     """Loss predicted by ``law`` at (params, tokens): the point value at ``theta`` and, with bootstrap
     ``draws`` (B, p), the same interval ``scalefit predict`` quotes there (``level`` percentile over the
     draws, stretched about the estimate by the fit's ``stretch``; see :mod:`scalefit.stats`)."""
-    from ..stats import check_contains, percentile_interval
+    from ..stats import checked_interval
 
     design = _law_design(law, params, tokens)
     value = law.predict(np.atleast_2d(np.asarray(theta, dtype=float)), design)[0]
@@ -208,8 +208,7 @@ def predict_loss(law, theta, draws, params, tokens, level: float = 0.95, stretch
     if draws is not None and len(draws):
         with np.errstate(all="ignore"):
             preds = law.predict(np.asarray(draws, dtype=float), design)
-        out["low"], out["high"] = percentile_interval(preds, level, value, stretch)
-        check_contains(value, out["low"], out["high"], f"law '{law.name}': the predicted loss")
+        out["low"], out["high"] = checked_interval(preds, level, value, stretch, f"law '{law.name}': the predicted loss")
     if np.ndim(params) == 0:
         out = {k: (float(np.asarray(v).ravel()[0]) if v is not None and k != "level" else v) for k, v in out.items()}
         if not math.isfinite(out["value"]) or (out["low"] is not None and not (
