@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import DataError
+from .errors import DataError, option_error
 from .limits import enforce
 
 _WRITTEN: list[Path] = []  # paths written by this process, for an honest message on interrupt
@@ -34,7 +34,7 @@ def written() -> list[Path]:
 def json_safe(value: Any) -> Any:
     """numpy and other values -> plain JSON types; NaN/inf -> null (strict JSON has neither).
 
-    One conversion for fit.json, its checksum and every ``--json`` output.
+    One conversion for fit.json, its checksum and every JSON output of the CLI.
     """
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
@@ -97,14 +97,16 @@ def read_json(path: str | Path, what: str = "JSON file", limit: str = "fit_json_
 
 
 # ---------------------------------------------------------------------- writing
-def refuse_overwrite(path: str | Path, force: bool, flag: str = "--force") -> Path:
+def refuse_overwrite(path: str | Path, force: bool, remedy: str | None = None) -> Path:
     """Check, before any work, that ``path`` can be written: not a folder, in a writable folder, and not
-    an existing file (or link) unless ``force``. Returns the path."""
+    an existing file (or link) unless ``force``. Returns the path. ``remedy``: what the refusal tells the
+    caller to pass instead of ``force=True``."""
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: is a folder; name a file to write")
     if os.path.lexists(path) and not force:
-        raise DataError(f"{path}: already exists; pass {flag} to overwrite it")
+        raise DataError(f"{path}: already exists; pass {remedy or 'force=True'} to overwrite it",
+                        options=() if remedy else ("force",))
     folder = path.parent if str(path.parent) else Path(".")
     existing = folder
     while not existing.exists() and existing != existing.parent:
@@ -124,20 +126,22 @@ def refuse_overwrite(path: str | Path, force: bool, flag: str = "--force") -> Pa
 
 
 def check_outputs(outputs: dict[str, str | Path | None], inputs=(), *, force: bool = False) -> None:
-    """Pre-flight for a command's output files (``{"--out": path, "--plot": path}``): each writable, no two
-    the same file, and none of them one of the command's ``inputs`` (even with ``force``)."""
+    """Pre-flight for a command's output files (``{"out": path, "plot": path}``, keyed by the parameter that
+    names each): each writable, no two the same file, and none of them one of the command's ``inputs`` (even
+    with ``force``)."""
     seen: dict[Path, str] = {}
     sources = {Path(p).resolve(): p for p in inputs if p is not None and os.path.lexists(p)}
-    for flag, path in outputs.items():
+    for param, path in outputs.items():
         if path is None:
             continue
         refuse_overwrite(path, force)
         key = Path(path).resolve()
         if key in sources:
-            raise DataError(f"{flag} {path}: that is an input of this command; name another file")
+            raise option_error(param, Path(path), "that is an input of this command; name another file")
         if key in seen:
-            raise DataError(f"{flag} {path}: the same file as {seen[key]}; name another file")
-        seen[key] = flag
+            raise option_error(param, Path(path), f"the same file as {seen[key]}; name another file",
+                               options=(seen[key],))
+        seen[key] = param
 
 
 def _umask() -> int:
@@ -147,7 +151,7 @@ def _umask() -> int:
 
 
 def atomic_write(path: str | Path, content: str | bytes | Callable[[Any], Any], *, force: bool = False,
-                 binary: bool | None = None, flag: str = "--force") -> Path:
+                 binary: bool | None = None, remedy: str | None = None) -> Path:
     """Write ``content`` (text, bytes, or a function that writes to a file handle) to ``path`` atomically.
 
     Without ``force`` an existing name is refused, also when another process creates it meanwhile (the
@@ -155,7 +159,7 @@ def atomic_write(path: str | Path, content: str | bytes | Callable[[Any], Any], 
     never what a link points at.
     """
     path = Path(path)
-    refuse_overwrite(path, force, flag)
+    refuse_overwrite(path, force, remedy)
     if binary is None:
         binary = isinstance(content, (bytes, bytearray))
     folder = path.parent if str(path.parent) else Path(".")
@@ -178,7 +182,8 @@ def atomic_write(path: str | Path, content: str | bytes | Callable[[Any], Any], 
         else:
             _link_exclusive(tmp, path)
     except FileExistsError:
-        raise DataError(f"{path}: already exists; pass {flag} to overwrite it") from None
+        raise DataError(f"{path}: already exists; pass {remedy or 'force=True'} to overwrite it",
+                        options=() if remedy else ("force",)) from None
     except OSError as exc:
         raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
     finally:

@@ -10,7 +10,7 @@ Then every free parameter, and the loss at each requested forecast point, is com
 * ``rule="interval"`` (default): drift when the new point estimate leaves the baseline's interval;
 * ``rule="overlap"``: drift when the new and baseline intervals do not overlap;
 * an explicit tolerance overrides the rule for its quantity: ``|new - baseline| <= tol + rtol*|baseline|``
-  (the ``numpy.isclose`` form). ``--tol loss=...`` applies to every forecast.
+  (the ``numpy.isclose`` form). ``tol={'loss': ...}`` applies to every forecast.
 
 Parameters of Chinchilla-type laws trade off along a flat ridge (A with alpha, B with beta), so give A
 and B loose tolerances and judge E, the exponents and the forecasts tightly.
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 from xml.sax.saxutils import escape, quoteattr
 
-from .errors import CheckFailed, DataError
+from .errors import CheckFailed, DataError, option_error
 from .units import parse_count
 
 RULES = ("interval", "overlap")
@@ -99,39 +99,47 @@ class CheckReport:
 
 # ---------------------------------------------------------------------- parsing CLI-style specs
 def parse_point(spec: str) -> dict[str, float]:
-    """``"params=7B,tokens=1.4T"`` -> ``{"params": 7e9, "tokens": 1.4e12}`` (any two, or compute alone)."""
+    """``"params=7B,tokens=1.4T"`` -> ``{"params": 7e9, "tokens": 1.4e12}`` (any two, or compute alone).
+
+    A spec is one item of :func:`compare`'s ``at``; errors name it so."""
     point: dict[str, float] = {}
     for part in spec.split(","):
         role, sep, value = part.partition("=")
         role = role.strip()
         if not sep or role not in _POINT_ROLES or not value.strip():
-            raise DataError(f"--at '{spec}': expected ROLE=SIZE pairs from {', '.join(_POINT_ROLES)}, "
-                            f"e.g. --at params=7B,tokens=1.4T")
-        point[role] = parse_count(value.strip(), what=f"--at {role}")
+            raise option_error("at", spec, f"expected ROLE=SIZE pairs from {', '.join(_POINT_ROLES)}, "
+                                           f"e.g. at='params=7B,tokens=1.4T'")
+        try:
+            point[role] = parse_count(value.strip(), what=role)
+        except DataError as exc:
+            raise option_error("at", spec, str(exc)) from None
         if point[role] <= 0:
-            raise DataError(f"--at {role}={value.strip()}: must be positive")
+            raise option_error("at", spec, f"{role} must be positive")
     return point
 
 
-def parse_tolerances(items: Iterable[str] | None, flag: str) -> dict[str, float]:
-    """``["alpha=0.01"]`` -> absolute; with ``flag='--rtol'`` a trailing % means percent (``E=0.5%``)."""
+def parse_tolerances(items: Iterable[str] | None, param: str) -> dict[str, float]:
+    """``["alpha=0.01"]`` -> absolute tolerances for :func:`compare`'s ``param`` (``"tol"`` or ``"rtol"``);
+    for ``"rtol"`` a trailing % means percent (``E=0.5%``)."""
+    param = param.lstrip("-")
     out: dict[str, float] = {}
     for item in items or []:
         name, sep, value = item.partition("=")
         name, value = name.strip(), value.strip()
         if not sep or not name or not value:
-            raise DataError(f"{flag} '{item}': expected NAME=VALUE, e.g. {flag} alpha=0.01")
+            raise option_error(param, item, f"expected NAME=VALUE, e.g. {param}={{'alpha': 0.01}}")
         scale = 1.0
         if value.endswith("%"):
-            if flag != "--rtol":
-                raise DataError(f"{flag} {item}: a percentage is a relative tolerance; use --rtol {item}")
+            if param != "rtol":
+                raise option_error(param, item, f"a percentage is a relative tolerance; use rtol={item!r}",
+                                   options=("rtol",))
             value, scale = value[:-1].strip(), 0.01
         try:
             tol = float(value) * scale
         except ValueError:
-            raise DataError(f"{flag} {item}: '{value}' is not a number") from None
+            raise option_error(param, item, f"'{value}' is not a number") from None
         if not (math.isfinite(tol) and tol >= 0):
-            raise DataError(f"{flag} {item}: tolerance must be a non-negative number")
+            raise option_error(param, item, "tolerance must be a non-negative number")
         out[name] = tol
     return out
 
@@ -170,7 +178,7 @@ def check_comparable(new, baseline) -> None:
     diffs = [f"{k}: baseline {b[k]!r}, new {a[k]!r}" for k in a if a[k] != b[k]]
     if diffs:
         raise DataError("fits are not comparable (" + "; ".join(diffs) + "); refit with the baseline's settings "
-                        "or make a new baseline with --update-baseline")
+                        "or make a new baseline with update_baseline", options=("update_baseline",))
 
 
 def _judge(name, kind, base, base_lo, base_hi, new, new_lo, new_hi, *, rule, tol, rtol) -> Row:
@@ -181,14 +189,15 @@ def _judge(name, kind, base, base_lo, base_hi, new, new_lo, new_hi, *, rule, tol
         return Row(name, kind, base, new, base_lo, base_hi, new_lo, new_hi, f"±{allowed:.3g} ({', '.join(parts)})", ok)
     # Intervals: the baseline's, written compactly; the table's title names the rule.
     if base_lo is None or base_hi is None:
-        raise DataError(f"baseline has no interval for '{name}'; refit the baseline with --bootstrap N "
-                        f"(e.g. -b 1000) or pass --tol {name.split('@')[0]}=VALUE")
+        raise DataError(f"baseline has no interval for '{name}'; refit the baseline with n_bootstrap=N "
+                        f"(e.g. 1000) or pass tol={{'{name.split('@')[0]}': VALUE}}", options=("n_bootstrap", "tol"))
     if rule == "interval":
         ok = bool(base_lo <= new <= base_hi)
         return Row(name, kind, base, new, base_lo, base_hi, new_lo, new_hi,
                    f"[{base_lo:.5g}, {base_hi:.5g}]", ok)
     if new_lo is None or new_hi is None:
-        raise DataError(f"--rule overlap needs an interval for '{name}' in the new fit; refit it with --bootstrap N")
+        raise DataError(f"rule='overlap' needs an interval for '{name}' in the new fit; refit it with n_bootstrap=N",
+                        options=("rule", "n_bootstrap"))
     ok = bool(new_lo <= base_hi and base_lo <= new_hi)
     return Row(name, kind, base, new, base_lo, base_hi, new_lo, new_hi,
                f"[{new_lo:.5g}, {new_hi:.5g}] meets [{base_lo:.5g}, {base_hi:.5g}]", ok)
@@ -200,7 +209,7 @@ def compare(new, baseline, *, at: Iterable[str | Mapping[str, float]] = (), tol:
     from .forecast import forecast
 
     if rule not in RULES:
-        raise DataError(f"--rule '{rule}': use one of {', '.join(RULES)}")
+        raise option_error("rule", rule, f"use one of {', '.join(RULES)}")
     check_comparable(new, baseline)
     if not baseline.success:
         raise DataError(f"the baseline fit failed ({baseline.diagnostics.get('message')}); it cannot be a baseline")

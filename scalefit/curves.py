@@ -3,8 +3,8 @@
 Curve laws (LR-annealing, multi-power) read the whole LR sequence of a run, warm-up included, while
 losses may be logged sparsely and unevenly. The LR sequence of a run comes from, in this order:
 
-1. ``schedules={run: spec}`` (``--schedule RUN=SPEC``; the run ``*`` applies to every run);
-2. ``lr_table``: a dense table (path or DataFrame) with ``run, step, lr`` (``--lr-table``);
+1. ``schedules={run: spec}`` (the run ``*`` applies to every run);
+2. ``lr_table``: a dense table (path or DataFrame) with ``run, step, lr``;
 3. an ``lr`` column in the curve table itself, when every step 0..max is present (rows whose loss is
    empty are taken as LR-only rows);
 4. a ``schedule`` column holding a spec string (constant within a run).
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .data import PLAUSIBLE, Dataset, format_value, from_frame, load_runs
-from .errors import DataError
+from .errors import DataError, option_error
 from .law import CurveLaw, check_points  # noqa: F401  (check_points: re-exported, the law's check)
 from .limits import enforce
 from .schedule import parse_schedule
@@ -36,7 +36,7 @@ MAX_STEP = 2**53
 
 
 def parse_schedule_options(items) -> dict[str, str]:
-    """``["runA=cosine:peak=...", ...]`` (CLI ``--schedule``) -> ``{run: spec}``."""
+    """``["runA=cosine:peak=...", ...]`` (as the CLI takes them) -> ``{run: spec}``, for ``schedules``."""
     out: dict[str, str] = {}
     for item in items or []:
         run, sep, spec = str(item).partition("=")
@@ -45,7 +45,8 @@ def parse_schedule_options(items) -> dict[str, str]:
             run, spec = "*", str(item)
         run, spec = run.strip(), spec.strip()
         if not run or not spec:
-            raise DataError(f"--schedule '{item}': expected RUN=SPEC, e.g. --schedule run1=cosine:peak=3e-4,steps=24000")
+            raise option_error("schedules", str(item), "expected RUN=SPEC, e.g. "
+                                                       "schedules={'run1': 'cosine:peak=3e-4,steps=24000'}")
         parse_schedule(spec)  # fail early with the spec's own message
         out[run] = spec
     return out
@@ -59,7 +60,8 @@ def _dense_from_rows(steps: np.ndarray, lr: np.ndarray, where: str) -> np.ndarra
         have = np.unique(steps).size
         raise DataError(
             f"{where}: the LR is known at {have} of the {int(steps.max()) + 1} steps 0..{int(steps.max())}; "
-            f"curve laws need the LR at every step (give --lr-table FILE with run,step,lr or --schedule RUN=SPEC)"
+            f"curve laws need the LR at every step (give lr_table=FILE with run,step,lr or "
+            f"schedules={{'RUN': SPEC}})", options=("lr_table", "schedules")
         )
     return lr.astype(float)
 
@@ -67,14 +69,21 @@ def _dense_from_rows(steps: np.ndarray, lr: np.ndarray, where: str) -> np.ndarra
 def _check_lr(eta: np.ndarray, where: str) -> None:
     bad = np.flatnonzero(~np.isfinite(eta))
     if bad.size:
-        raise DataError(f"{where}: LR is NaN or infinite at step {int(bad[0])} ({bad.size} step(s)); fix the LR source")
+        raise DataError(f"{where}: LR is NaN or infinite at step {int(bad[0])} ({bad.size} step(s)); fix the LR source",
+                        options=_named(where))
     neg = np.flatnonzero(eta < 0)
     if neg.size:
-        raise DataError(f"{where}: LR is negative ({eta[neg[0]]:.3g}) at step {int(neg[0])}; LRs must be >= 0")
+        raise DataError(f"{where}: LR is negative ({eta[neg[0]]:.3g}) at step {int(neg[0])}; LRs must be >= 0",
+                        options=_named(where))
     big = np.flatnonzero(eta > MAX_LR)
     if big.size:
         raise DataError(f"{where}: LR is {eta[big[0]]:.6g} at step {int(big[0])} ({big.size} step(s)), above "
-                        f"{MAX_LR:g}, which no optimizer trains at; check the LR column or spec")
+                        f"{MAX_LR:g}, which no optimizer trains at; check the LR column or spec", options=_named(where))
+
+
+def _named(*labels: str) -> tuple[str, ...]:
+    """``("lr_table",)`` when a label of an LR source names the LR table parameter (``lr_table run 'a'``)."""
+    return ("lr_table",) if any("lr_table" in label for label in labels) else ()
 
 
 def _whole_steps(steps: np.ndarray, where: str, column: str, runs=None) -> np.ndarray:
@@ -98,7 +107,7 @@ def _agree(a: np.ndarray, b: np.ndarray, steps: np.ndarray, what_a: str, what_b:
         s = int(steps[bad[0]])
         raise DataError(
             f"run '{run}': {what_a} disagrees with {what_b} at step {s} ({x[bad[0]]:.6g} vs {y[bad[0]]:.6g}, "
-            f"{bad.size} step(s)); fix the spec or drop one LR source"
+            f"{bad.size} step(s)); fix the spec or drop one LR source", options=_named(what_a, what_b)
         )
 
 
@@ -155,7 +164,7 @@ def load_curves(
     f = base.frame
     if "loss" not in f.columns:
         raise DataError(f"{source}: missing column for 'loss'; columns are: {', '.join(map(str, frame.columns))} "
-                        f"(map with --col loss=NAME)")
+                        f"(map with columns={{'loss': 'NAME'}})", options=("columns",))
     if "run" not in base.columns:  # one curve without a run column: name it after the file
         f["run"] = Path(source).stem if not source.startswith("<") else "curve"
     f["step"] = _whole_steps(f["step"].to_numpy(float), source, base.columns["step"],
@@ -177,7 +186,7 @@ def load_curves(
             raise DataError(f"{source}: column {show_name(col)} (loss) is NaN, infinite, zero, negative or above "
                             f"{PLAUSIBLE['loss'][1]:g} in {rows.size} row(s): {shown} (row {r + 1}, run "
                             f"{show_name(f['run'].iloc[r])}, step {int(f['step'].iloc[r])}: {format_value(loss[r])}); "
-                            f"fix the data, or pass --drop-invalid to drop them")
+                            f"fix the data, or pass drop_invalid=True to drop them", options=("drop_invalid",))
         dropped.append(f"dropped {rows.size} row(s) where {show_name(col)} is invalid: rows {shown}")
         loss = np.where(too_big, np.nan, loss)
     if has_lr_col:
@@ -204,7 +213,8 @@ def load_curves(
     specs: dict[str, str] = {}
     for key in schedules or {}:
         if key != "*" and key not in runs:
-            raise DataError(f"--schedule {key}=...: no run '{key}' in {source}; runs are: {', '.join(runs[:10])}")
+            raise DataError(f"schedules={{{key!r}: ...}}: no run '{key}' in {source}; runs are: {', '.join(runs[:10])}",
+                            options=("schedules",))
     if "schedule" in f.columns:
         for run, grp in f.groupby("run", sort=False):
             values = grp["schedule"].dropna().astype(str).unique()
@@ -233,7 +243,7 @@ def load_curves(
         if run in specs:
             candidates.append((f"schedule '{specs[run]}'", parse_schedule(specs[run]).lr()))
         if run in table:
-            candidates.append((f"--lr-table run '{run}'", table[run]))
+            candidates.append((f"lr_table run '{run}'", table[run]))
         if has_lr_col:
             col = grp["lr"].to_numpy(float)
             if rsteps[0] == 0 and np.all(np.diff(rsteps) == 1):
@@ -252,14 +262,15 @@ def load_curves(
             label = grp["schedule"].iloc[0] if "schedule" in grp.columns else None
             hint = f" (its schedule column says '{label}', which is a label, not a spec)" if label else ""
             raise DataError(f"{source}: run '{run}' has no LR sequence{hint}; give an lr column with every step, "
-                            f"--lr-table FILE, or --schedule {run}=SPEC")
+                            f"lr_table=FILE, or schedules={{{run!r}: SPEC}}", options=("lr_table", "schedules"))
         name, eta = candidates[0]
         for other, eta2 in candidates[1:]:
             _agree(eta, eta2, np.arange(min(eta.size, eta2.size)), name, other, run)
         _check_lr(eta, f"{source}: run '{run}' ({name})")
         if eta.size <= rsteps.max():
             raise DataError(f"{source}: run '{run}': losses go to step {int(rsteps.max())} but {name} covers only "
-                            f"steps 0..{eta.size - 1}; give a schedule with steps >= {int(rsteps.max()) + 1}")
+                            f"steps 0..{eta.size - 1}; give a schedule with steps >= {int(rsteps.max()) + 1}",
+                            options=_named(name))
         lrs[run] = np.ascontiguousarray(eta, dtype=float)
         origin[run] = name
 
@@ -300,8 +311,8 @@ def load_for(law, path_or_frame, *, columns: Mapping[str, str] | None = None, lr
         return load_curves(path_or_frame, columns=columns, lr_table=lr_table, schedules=schedules,
                            drop_invalid=drop_invalid, loss_unit=loss_unit)
     if lr_table is not None or schedules:
-        raise DataError("--lr-table and --schedule describe LR sequences: use them with a curve law "
-                        "(e.g. --law multipower)")
+        raise DataError("lr_table and schedules describe LR sequences: use them with a curve law "
+                        "(e.g. multipower)", options=("lr_table", "schedules"))
     options = dict(columns=columns, required=[*law.inputs, law.target], loss_unit=loss_unit,
                    params_convention=params_convention, drop_invalid=drop_invalid)
     if isinstance(path_or_frame, pd.DataFrame):

@@ -2,7 +2,7 @@
 
 A *role* is what a column means to a law (``params``, ``tokens``, ``flops``, ``loss``, ``run``,
 ``weight``, ``step``, ``lr``, or any name a law declares, e.g. ``params_avg``). Columns are matched to
-roles by an explicit mapping (``--col params="Model Size"``), then by exact name, then by alias.
+roles by an explicit mapping (``columns={"params": "Model Size"}``), then by exact name, then by alias.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, UnitsWarning
+from .errors import DataError, UnitsWarning, option_error
 from .pruning import PRUNING_INPUTS, params_avg_of_pruned_runs
 from .tables import read_table, show_name, show_names
 from .units import parse_count
@@ -39,20 +39,23 @@ _ALIASES = {
 POSITIVE_ROLES = {"params", "tokens", "flops", "loss", "params_avg"}
 LOSS_UNITS = ("nats", "bits")
 PARAMS_CONVENTIONS = ("total", "non-embedding")
+_COLUMNS_EXAMPLE = "expected ROLE=COLUMN, e.g. columns={'params': 'Model Size'}"
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", str(name)).lower()
 
 
 def parse_column_mapping(items: Iterable[str]) -> dict[str, str]:
-    """``["params=Model Size", ...]`` -> ``{"params": "Model Size"}``."""
+    """``["params=Model Size", ...]`` (as the CLI takes them) -> ``{"params": "Model Size"}``, for ``columns``."""
     mapping = {}
     for item in items or []:
         if "=" not in item:
-            raise DataError(f"--col '{item}': expected ROLE=COLUMN, e.g. --col params=\"Model Size\"")
+            raise option_error("columns", item, _COLUMNS_EXAMPLE)
         role, column = item.split("=", 1)
         role, column = role.strip(), column.strip().strip('"').strip("'")
         if not role or not column:
-            raise DataError(f"--col '{item}': expected ROLE=COLUMN, e.g. --col params=\"Model Size\"")
+            raise option_error("columns", item, _COLUMNS_EXAMPLE)
         mapping[role] = column
     return mapping
 
@@ -99,17 +102,12 @@ def _resolve_roles(frame: pd.DataFrame, mapping: Mapping[str, str], source: str,
                            f"{show_names(c for c, o in duplicates.items() if o == name)})" for name in repeated)
             raise DataError(
                 f"{source}: {len(usable)} columns could be the {role}: {show_names(usable)}{note}; choose one with "
-                f"--col {role}=NAME, e.g. --col {role}={_cli_word(usable[-1])}"
+                f"columns={{{role!r}: 'NAME'}}, e.g. columns={{{role!r}: {str(usable[-1])!r}}}", options=("columns",)
             )
         column = usable[0] if usable else candidates[0]
         resolved[role] = column
         taken.add(column)
     return resolved
-
-
-def _cli_word(name: str) -> str:
-    """A column name as it would be typed after ``--col role=``."""
-    return name if re.fullmatch(r"[\w./:-]+", name) else '"' + name.replace('"', '\\"') + '"'
 
 
 def _holds_numbers(series: pd.Series) -> bool:
@@ -237,7 +235,7 @@ class Dataset:
             original = self.frame.attrs.get("original_columns", list(self.frame.columns))
             raise DataError(
                 f"{self.source}: no column for '{role}'; columns are: {show_names(original)} "
-                f"(map one with --col {role}=NAME)"
+                f"(map one with columns={{{role!r}: 'NAME'}})", options=("columns",)
             )
         return self.frame[role].to_numpy(dtype=float)
 
@@ -313,9 +311,9 @@ def from_frame(
     with ``drop_invalid``, dropped and reported in ``Dataset.dropped``.
     """
     if loss_unit is not None and loss_unit not in LOSS_UNITS:
-        raise DataError(f"--loss-unit '{loss_unit}': use one of {', '.join(LOSS_UNITS)}")
+        raise option_error("loss_unit", loss_unit, f"use one of {', '.join(LOSS_UNITS)}")
     if params_convention is not None and params_convention not in PARAMS_CONVENTIONS:
-        raise DataError(f"--params-convention '{params_convention}': use one of {', '.join(PARAMS_CONVENTIONS)}")
+        raise option_error("params_convention", params_convention, f"use one of {', '.join(PARAMS_CONVENTIONS)}")
     if frame.shape[0] == 0:
         raise DataError(f"{source}: table has no rows")
     frame = frame.copy()
@@ -369,12 +367,12 @@ def from_frame(
 
     missing = [r for r in required if r not in canon.columns]
     if missing:
-        hint = " ".join(f"--col {r}=NAME" for r in missing)
+        hint = "columns={" + ", ".join(f"{r!r}: 'NAME'" for r in missing) + "}"
         if "params_avg" in missing:
             hint += ", or give params, final_sparsity, prune_start and prune_end columns"
         raise DataError(
             f"{source}: missing column for {', '.join(repr(m) for m in missing)}; "
-            f"columns are: {show_names(frame.columns)} (map with {hint})"
+            f"columns are: {show_names(frame.columns)} (map with {hint})", options=("columns",)
         )
 
     # Validate values of every role in use (required ones, and weight).
@@ -429,7 +427,7 @@ def from_frame(
                         ": check the column's unit"
                 raise DataError(
                     f"{source}: column {show_name(column)} ({role}) {why} in {rows.size} row(s): {shown} "
-                    f"({first}); {advice}, or pass --drop-invalid to drop them"
+                    f"({first}); {advice}, or pass drop_invalid=True to drop them", options=("drop_invalid",)
                 )
             dropped.append(f"dropped {rows.size} row(s) where {show_name(column)} {why}: rows {shown}")
             bad_any |= mask

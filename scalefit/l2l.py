@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import DataError, option_error
 
 DEFAULT_KEYS = ("params", "tokens")
 
@@ -64,7 +64,8 @@ def pair(
     missing_keys = [k for k in keys if k not in frame.columns]
     if missing_keys:
         raise DataError(f"{source}: column '{missing_keys[0]}' (a model key) not found; columns are: "
-                        f"{', '.join(map(str, frame.columns))} (name the key columns with --by, e.g. --by N,D)")
+                        f"{', '.join(map(str, frame.columns))} (name the key columns with keys=['N', 'D'])",
+                        options=("keys",))
     _need(frame, [x_loss, y_loss], source)
     same_run = x_data == y_data
     if same_run and x_loss == y_loss:
@@ -92,7 +93,8 @@ def pair(
         x_name = x_name or f"loss_{parts[0]}"
         y_name = y_name or f"loss_{parts[1]}"
     if x_name == y_name:
-        raise DataError(f"--x-name and --y-name are both '{x_name}'; give the two loss columns different names")
+        raise DataError(f"x_name and y_name are both '{x_name}'; give the two loss columns different names",
+                        options=("x_name", "y_name"))
 
     left = rows_of(x_data)
     if same_run:
@@ -188,14 +190,16 @@ def _dataset(frame: pd.DataFrame, loss_col: str, source: str):
     )
 
 
-def fit_entropy(frame: pd.DataFrame, loss_col: str, law: str = "kaplan_e", *, source: str = "<runs>", start=None):
-    """Single-dataset fit of ``loss_col`` against (params, tokens); returns the fit (``.params['E']``)."""
+def fit_entropy(frame: pd.DataFrame, loss_col: str, law: str = "kaplan_e", *, source: str = "<runs>", start=None,
+                param: str = "law"):
+    """Single-dataset fit of ``loss_col`` against (params, tokens); returns the fit (``.params['E']``).
+    ``param``: the caller's name for ``law`` in errors (``fit_pairing`` passes ``e_law``)."""
     from .backtest import fit_law, polish
     from .registry import get_law
 
     model = get_law(law)
     if "E" not in model.params:
-        raise DataError(f"--e-law '{law}': the law has no irreducible term E; use kaplan_e or chinchilla")
+        raise option_error(param, law, "the law has no irreducible term E; use kaplan_e or chinchilla")
     data = _dataset(frame, loss_col, source)
     if start is not None:  # bootstrap replicate: one warm-started polish is enough
         theta = polish(model, data, start)
@@ -317,11 +321,13 @@ def fit_pairing(
     fx = fy = None
     ex = E_x
     if ex is None:
-        fx = fit_entropy(runs_x, x_loss, e_law, source=f"{source} [{x_data or ''}:{x_loss}]")
+        fx = fit_entropy(runs_x, x_loss, e_law, source=f"{source} [{x_data or ''}:{x_loss}]",
+                         param="e_law")
         ex = _param(fx, "E")
     ey = E_y
     if ey is None and not fit_ey:
-        fy = fit_entropy(runs_y, y_loss, e_law, source=f"{source} [{y_data or ''}:{y_loss}]")
+        fy = fit_entropy(runs_y, y_loss, e_law, source=f"{source} [{y_data or ''}:{y_loss}]",
+                         param="e_law")
         ey = _param(fy, "E")
     best = fit_l2l(pairs["_x"], pairs["_y"], ex, None if fit_ey else ey, source=source)
 
@@ -373,10 +379,12 @@ def translate(source: Mapping[str, float], via: Mapping[str, float], *, check_e:
     B' = B K^(1/(kappa beta)), E' = E_1.  Works elementwise on arrays (bootstrap draws)."""
     for name in ("A", "B", "alpha", "beta"):
         if name not in source:
-            raise DataError(f"--from: parameter '{name}' missing; translate needs a {SOURCE_LAW} fit (A, B, E, alpha, beta)")
+            raise DataError(f"source: parameter '{name}' missing; translate needs a {SOURCE_LAW} fit (A, B, E, alpha, beta)",
+                            options=("source",))
     for name in ("kappa", "K", "E_y"):
         if name not in via:
-            raise DataError(f"--via: parameter '{name}' missing; translate needs a loss_to_loss fit (kappa, K, E_x, E_y)")
+            raise DataError(f"via: parameter '{name}' missing; translate needs a loss_to_loss fit (kappa, K, E_x, E_y)",
+                            options=("via",))
     kappa, K = np.asarray(via["kappa"], dtype=float), np.asarray(via["K"], dtype=float)
     alpha, beta = np.asarray(source["alpha"], dtype=float), np.asarray(source["beta"], dtype=float)
     if check_e and "E" in source and "E_x" in via and not np.allclose(source["E"], via["E_x"], rtol=1e-3, atol=1e-3):
@@ -408,9 +416,10 @@ def translate_fit(source_fit, via_fit, *, ci: float | None = None, seed: int = 0
     from .stats import percentile_interval
 
     if source_fit.law.name != SOURCE_LAW:
-        raise DataError(f"--from: law '{source_fit.law.name}' cannot be translated exactly; fit the source with --law {SOURCE_LAW}")
+        raise DataError(f"source_fit: law '{source_fit.law.name}' cannot be translated exactly; fit the source with "
+                        f"the {SOURCE_LAW} law", options=("source_fit",))
     if via_fit.law.name != "loss_to_loss":
-        raise DataError(f"--via: law '{via_fit.law.name}' is not a loss_to_loss fit")
+        raise DataError(f"via_fit: law '{via_fit.law.name}' is not a loss_to_loss fit", options=("via_fit",))
     law = get_law(SOURCE_LAW)
     point = lambda f: {n: float(f.params[n].value) for n in f.law.param_names}  # noqa: E731
     values = translate(point(source_fit), point(via_fit))

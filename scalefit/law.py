@@ -132,17 +132,18 @@ class Law:
         values = self.reference[name]
         return np.array([float(values[p]) for p in self.params])
 
-    def published_or_given(self, reference: str | None, given) -> tuple[np.ndarray, str]:
+    def published_or_given(self, reference: str | None, given, *, param: str = "given") -> tuple[np.ndarray, str]:
         """Parameters from a published set (``"default"``: the first) or, without one, from ``given``
         (name -> value) for every parameter; with the label tables show. Single values over a set are
-        the caller's to apply."""
+        the caller's to apply. ``param``: the caller's name for ``given`` in errors."""
         if reference:
             label = reference if reference != "default" else next(iter(self.reference), "default")
             return self.reference_theta(reference), f"{self.name} published values ({label})"
         missing = [n for n in self.param_names if n not in (given or {})]
         if missing:
-            raise DataError(f"law '{self.name}': no value for {', '.join(missing)}; give --set NAME=VALUE for "
-                            f"each, or --reference SET (sets: {', '.join(self.reference) or 'none'})")
+            raise DataError(f"law '{self.name}': no value for {', '.join(missing)}; give {param}={{'NAME': VALUE}} "
+                            f"for each, or reference=SET (sets: {', '.join(self.reference) or 'none'})",
+                            options=(param, "reference"))
         return np.zeros(self.n_params), "--set values"
 
     def unpack(self, theta: np.ndarray) -> dict[str, np.ndarray]:
@@ -170,7 +171,7 @@ class Law:
         return None
 
     def check_fixed(self, data: "Dataset", fixed: Mapping[str, float]) -> None:
-        """Raise DataError when values given with ``--set`` cannot hold for this data (default: no check)."""
+        """Raise DataError when ``fixed`` values cannot hold for this data (default: no check)."""
 
     def example_inputs(self):
         """Typical inputs for conformance tests and docs: a Columns (or Dataset for curve laws).

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import DataError
+from .errors import option_error
 from .law import Columns, CurveLaw
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,13 +25,14 @@ def _pyplot():
     return plt
 
 
-def check_plot_path(path: str | Path, force: bool = False) -> Path:
-    """Before any work: a figure file name (.png/.pdf/.svg/.jpg) that may be written (see refuse_overwrite)."""
+def check_plot_path(path: str | Path, force: bool = False, param: str = "path") -> Path:
+    """Before any work: a figure file name (.png/.pdf/.svg/.jpg) that may be written (see refuse_overwrite);
+    an error names it as the parameter ``param`` (the plotting functions' ``path``)."""
     from ._io import refuse_overwrite
 
     path = Path(path)
     if path.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
-        raise DataError(f"--plot {path}: use a .png, .pdf or .svg file name")
+        raise option_error(param, path, "use a .png, .pdf or .svg file name")
     return refuse_overwrite(path, force)
 
 

@@ -1,19 +1,20 @@
-"""Where a command's law parameters come from: a fit (``--fit fit.json``) or a paper (``--law NAME
---reference SET``), with single values replaced by ``--set NAME=VALUE``.
+"""Where a command's law parameters come from: a fit (``fit_path="fit.json"``) or a paper (``law="NAME",
+reference="SET"``), with single values replaced by ``set_values={"NAME": VALUE}``.
 
 :func:`resolve` loads the fit (:func:`scalefit.result.load_fit`) or looks the law up
 (:func:`scalefit.registry.get_law`) and returns a :class:`ParamSource`: the law, theta, the bootstrap draws
 (None for published values), the interval level, the t-stretch, the residual scale, units and fitted ranges
 (empty for published values), a label of the source for titles, and the fit itself when there is one.
 
-Commands differ in what they accept besides ``--fit``, and their error messages say so:
+Commands differ in what they accept besides a fit, and their error messages say so:
 
-* ``predict``: ``--law`` needs ``--reference`` (the default);
-* ``cost search``: ``--law`` alone takes the law's first published set (``default_reference=True``);
-* ``schedule``: ``--law`` with ``--reference`` or ``--set`` for every parameter (``set_values`` is a dict,
+* ``predict``: ``law`` needs ``reference`` (the default);
+* ``cost search``: ``law`` alone takes the law's first published set (``default_reference=True``);
+* ``schedule``: ``law`` with ``reference`` or ``set_values`` for every parameter (``set_values`` is a dict,
   possibly empty, rather than None).
 
-Errors are one-line :class:`~scalefit.errors.DataError` naming the command-line flags. The schedule package
+Errors are one-line :class:`~scalefit.errors.DataError` naming :func:`resolve`'s parameters (the CLI names
+them as its flags: ``--fit``, ``--law``, ``--reference``, ``--set``). The schedule package
 cannot import this module (it is reached from ``scalefit.curves``, below the fit and the registry): its CLI
 calls :func:`resolve` and hands ``ParamSource.fit`` or ``ParamSource.law`` to
 :func:`scalefit.schedule.curve_params`.
@@ -30,13 +31,14 @@ from .errors import DataError
 
 # (both given, neither given) for each command's way of naming published values; tests pin these texts.
 _MESSAGES = {
-    "reference": ("give either --fit or --law with --reference, not both",
-                  "give --fit fit.json, or --law NAME --reference to use published values"),
-    "default": ("give either --fit or --law (with --reference), not both",
-                "give --fit fit.json, or --law NAME [--reference SET] to use published values"),
-    "set": ("give either --fit or --law (with --reference or --set), not both",
-            "give --fit fit.json, or --law NAME with --reference SET or --set NAME=VALUE"),
+    "reference": ("give either fit_path or law with reference, not both",
+                  "give fit_path=fit.json, or law=NAME with reference to use published values"),
+    "default": ("give either fit_path or law (with reference), not both",
+                "give fit_path=fit.json, or law=NAME (with reference=SET) to use published values"),
+    "set": ("give either fit_path or law (with reference or set_values), not both",
+            "give fit_path=fit.json, or law=NAME with reference=SET or set_values={'NAME': VALUE}"),
 }
+_OPTIONS = ("fit_path", "law", "reference", "set_values")
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +67,7 @@ def resolve(fit_path: str | None = None, law: str | None = None, reference: str 
     ``ci`` defaults to the fit's level, else 0.95; the caller checks its range."""
     both, neither = _MESSAGES["set" if set_values is not None else "default" if default_reference else "reference"]
     if fit_path and (law or reference):
-        raise DataError(both)
+        raise DataError(both, options=_OPTIONS)
     law_files = list(law_files or [])
     overrides = dict(set_values or {})
     if fit_path:
@@ -80,10 +82,10 @@ def resolve(fit_path: str | None = None, law: str | None = None, reference: str 
 
         law_obj = get_law(law, law_files)
         theta, source = law_obj.published_or_given(reference or ("default" if default_reference else None),
-                                                   overrides)
+                                                   overrides, param="set_values")
         src = ParamSource(law_obj, theta, None, ci if ci is not None else 0.95, source)
     else:
-        raise DataError(neither)
+        raise DataError(neither, options=_OPTIONS)
     return _with_overrides(src, overrides) if overrides else src
 
 
@@ -93,8 +95,8 @@ def _with_overrides(src: ParamSource, overrides: Mapping[str, float]) -> ParamSo
     theta = np.array(src.theta, dtype=float, copy=True)
     for name, value in overrides.items():
         if name not in names:
-            raise DataError(f"--set {name}: law '{src.law.name}' has no such parameter; parameters are: "
-                            f"{', '.join(names)}")
+            raise DataError(f"set_values={{{name!r}: ...}}: law '{src.law.name}' has no such parameter; parameters "
+                            f"are: {', '.join(names)}", options=("set_values",))
         theta[names.index(name)] = value
     if src.draws is None:
         return replace(src, theta=theta)

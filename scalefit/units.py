@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import DataError
+from .errors import DataError, option_error
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([kKmMbBgGtTpP]?)\s*$")
@@ -37,18 +37,19 @@ def parse_positive(text: str | float | int, what: str = "value") -> float:
     return value
 
 
-def check_in_range(value, flag: str, lo: float, hi: float, unit: str = "", accepted_by: str = "scalefit") -> float:
+def check_in_range(value, param: str, lo: float, hi: float, unit: str = "", accepted_by: str = "scalefit") -> float:
     """``value`` as a float once it is a finite positive number in [lo, hi]; else one DataError in the
-    project's one template, naming ``flag`` and the value (every range check of an option goes here)."""
+    project's one template (:func:`~scalefit.errors.option_error`), naming the Python parameter ``param``
+    and the value (every range check of an option goes here)."""
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise DataError(f"{flag} {value!r}: must be a number") from None
+        raise option_error(param, value, "must be a number") from None
     if not (math.isfinite(x) and x > 0):
-        raise DataError(f"{flag} {value}: must be a positive number")
+        raise option_error(param, x, "must be a positive number")
     if not lo <= x <= hi:
         span = f"{lo:g} to {hi:g}" if lo > 0 else f"at most {hi:g}"
-        raise DataError(f"{flag} {x:g}: outside the range {accepted_by} accepts ({span}{' ' + unit if unit else ''})")
+        raise option_error(param, x, f"outside the range {accepted_by} accepts ({span}{' ' + unit if unit else ''})")
     return x
 
 

@@ -78,17 +78,18 @@ def test_explicit_tolerance_overrides_the_interval_rule(files):
 
 def test_tolerance_parsing():
     """Percent is relative only; names and numbers are validated with one-line messages."""
-    assert parse_tolerances(["E=0.5%"], "--rtol") == {"E": pytest.approx(0.005)}
-    assert parse_tolerances(["alpha=0.01"], "--tol") == {"alpha": 0.01}
-    with pytest.raises(DataError, match="relative"):
-        parse_tolerances(["E=1%"], "--tol")
+    assert parse_tolerances(["E=0.5%"], "rtol") == {"E": pytest.approx(0.005)}
+    assert parse_tolerances(["alpha=0.01"], "tol") == {"alpha": 0.01}
+    with pytest.raises(DataError, match=r"^tol='E=1%': a percentage is a relative tolerance; use rtol='E=1%'"):
+        parse_tolerances(["E=1%"], "tol")
     with pytest.raises(DataError, match="not a number"):
-        parse_tolerances(["E=abc"], "--tol")
+        parse_tolerances(["E=abc"], "tol")
     with pytest.raises(DataError, match="NAME=VALUE"):
-        parse_tolerances(["E"], "--tol")
+        parse_tolerances(["E"], "tol")
     assert parse_point("params=7B, tokens=1.4T") == {"params": 7e9, "tokens": 1.4e12}
-    with pytest.raises(DataError, match="--at"):
+    with pytest.raises(DataError, match=r"^at='size=7B': expected ROLE=SIZE") as info:
         parse_point("size=7B")
+    assert info.value.options == ("at",)
 
 
 def test_unknown_tolerance_name_is_usage_error(files):

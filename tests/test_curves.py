@@ -119,7 +119,7 @@ def test_no_lr_source_and_unknown_run():
 def test_bad_loss_and_drop_invalid():
     frame = sparse_frame()
     frame.loc[4, "loss"] = -1.0
-    one_line_error(lambda: load_curves(frame, schedules={"*": COS}), "--drop-invalid")
+    one_line_error(lambda: load_curves(frame, schedules={"*": COS}), "drop_invalid=True")
     ds = load_curves(frame, schedules={"*": COS}, drop_invalid=True)
     assert len(ds) == len(frame) - 1 and ds.dropped
 

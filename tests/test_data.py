@@ -117,6 +117,6 @@ def test_explicit_mapping_to_missing_column():
 
 def test_units_are_validated():
     frame = pd.DataFrame({"params": [1e8], "tokens": [1e9], "loss": [3.0]})
-    with pytest.raises(DataError, match="--loss-unit"):
+    with pytest.raises(DataError, match="^loss_unit='furlongs': use one of nats, bits"):
         from_frame(frame, loss_unit="furlongs")
     assert from_frame(frame, loss_unit="bits").units["loss_unit"] == "bits"

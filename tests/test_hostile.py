@@ -270,7 +270,7 @@ def test_pure_noise_fails_and_strict_exits_1(tmp_path):
 def test_too_few_rows_is_a_clean_error():
     """Fewer rows than parameters: FitError (exit 2) that says what to do."""
     frame = chinchilla_frame(sizes=2, budgets=2)
-    with pytest.raises(FitError, match="--set"):
+    with pytest.raises(FitError, match=r"fixed=\{.NAME.: VALUE\}"):
         fit("chinchilla", from_frame(frame, required=ROLES))
 
 

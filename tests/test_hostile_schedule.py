@@ -401,5 +401,5 @@ def test_library_rejects_bad_steps_without_traceback(mpl):
     for bad in (-1, 3000, 2**63 + 5, float("nan")):
         with pytest.raises(DataError):
             predict_schedule(mpl, theta, "cosine:peak=3e-4,steps=3000", every=500, at=bad)
-    with pytest.raises(DataError, match="--every"):
+    with pytest.raises(DataError, match="every=0"):
         predict_schedule(mpl, theta, "cosine:peak=3e-4,steps=3000", every=0)

@@ -57,7 +57,7 @@ def test_law_with_reference_gives_the_published_values():
     assert src.residual_scale is None and dict(src.units) == {} and dict(src.ranges) == {}
     assert src.source == f"chinchilla published values ({first})"
     # --law alone: an error unless the command takes the first set by default.
-    with pytest.raises(DataError, match="give --fit fit.json, or --law NAME --reference"):
+    with pytest.raises(DataError, match="give fit_path=fit.json, or law=NAME with reference"):
         resolve(law="chinchilla")
     assert resolve(law="chinchilla", default_reference=True).source == src.source
 
@@ -81,9 +81,9 @@ def test_set_values_replace_or_give_every_parameter(fit_json):
 
 
 @pytest.mark.parametrize("set_values, default_reference, message", [
-    (None, False, "give either --fit or --law with --reference, not both"),
-    (None, True, r"give either --fit or --law \(with --reference\), not both"),
-    ({}, False, r"give either --fit or --law \(with --reference or --set\), not both"),
+    (None, False, "give either fit_path or law with reference, not both"),
+    (None, True, r"give either fit_path or law \(with reference\), not both"),
+    ({}, False, r"give either fit_path or law \(with reference or set_values\), not both"),
 ])
 def test_fit_and_law_together_is_refused(fit_json, set_values, default_reference, message):
     with pytest.raises(DataError, match=message):
@@ -94,10 +94,10 @@ def test_fit_and_law_together_is_refused(fit_json, set_values, default_reference
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({}, r"give --fit fit.json, or --law NAME --reference to use published values"),
-    ({"reference": "default"}, r"give --fit fit.json, or --law NAME --reference"),
-    ({"default_reference": True}, r"give --fit fit.json, or --law NAME \[--reference SET\]"),
-    ({"set_values": {}}, r"give --fit fit.json, or --law NAME with --reference SET or --set NAME=VALUE"),
+    ({}, r"give fit_path=fit.json, or law=NAME with reference to use published values"),
+    ({"reference": "default"}, r"give fit_path=fit.json, or law=NAME with reference"),
+    ({"default_reference": True}, r"give fit_path=fit.json, or law=NAME \(with reference=SET\)"),
+    ({"set_values": {}}, r"give fit_path=fit.json, or law=NAME with reference=SET or set_values=\{'NAME': VALUE\}"),
 ])
 def test_neither_fit_nor_law_is_refused(kwargs, message):
     with pytest.raises(DataError, match=message):

@@ -17,21 +17,28 @@ from typer.core import TyperGroup
 
 from .._io import written
 from ..errors import ScalefitError
+from ._options import leaf_command, to_flags
 from ._output import clean
 
 # Options whose value may be left out: ``--reference`` alone means the law's first published set.
 _OPTIONAL_VALUE = {"--reference": "default"}
+_PATH = "scalefit.command_path"
 
 
 class _Boundary(TyperGroup):
-    """Turns library errors into one-line messages with the right exit code (no tracebacks)."""
+    """Turns library errors into one-line messages with the right exit code (no tracebacks), naming the
+    Python parameters an error lists (``exc.options``) as the flags of the command being run."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         args = list(args)
         for i in range(len(args) - 1, -1, -1):
             if args[i] in _OPTIONAL_VALUE and (i + 1 == len(args) or args[i + 1].startswith("--")):
                 args.insert(i + 1, _OPTIONAL_VALUE[args[i]])
-        return super().parse_args(ctx, args)
+        rest = super().parse_args(ctx, args)
+        # The command path (``schedule predict``): groups below the root take no options, so the leading
+        # words name the subcommands; kept here because click closes each sub-context as an error leaves it.
+        ctx.meta[_PATH] = [*ctx._protected_args, *rest]
+        return rest
 
     def invoke(self, ctx):
         before = len(written())
@@ -42,7 +49,10 @@ class _Boundary(TyperGroup):
                 warnings.showwarning = _show_warning
                 return super().invoke(ctx)
         except ScalefitError as exc:
-            message = clean(str(exc).replace("\n", " ").strip())
+            message = str(exc)
+            if getattr(exc, "options", ()):
+                message = to_flags(message, exc.options, leaf_command(self, ctx, ctx.meta.get(_PATH, ())))
+            message = clean(message.replace("\n", " ").strip())
             typer.echo(f"error: {message}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:

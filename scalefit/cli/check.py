@@ -10,6 +10,7 @@ from ._output import console, emit_json, fmt, info, styled, warn
 
 
 def check_command(
+    ctx: typer.Context,
     fit_path: str = typer.Argument(..., help="The new fit.json (from `scalefit fit --out`)."),
     baseline: str = typer.Option(..., "--baseline", help="The baseline fit.json to compare against."),
     at: Optional[List[str]] = typer.Option(None, "--at", help="Also compare the loss forecast here: params=7B,tokens=1.4T (repeatable)."),
@@ -29,6 +30,7 @@ def check_command(
     from ..errors import CheckFailed, DataError
     from ..registry import register_file
     from ..result import load_fit
+    from ._options import to_flags
 
     for path in law_file or []:
         register_file(path)
@@ -36,17 +38,19 @@ def check_command(
         if Path(baseline).exists():
             try:
                 _print(compare(load_fit(fit_path), load_fit(baseline), at=at or [],
-                               tol=parse_tolerances(tol, "--tol"), rtol=parse_tolerances(rtol, "--rtol"), rule=rule))
+                               tol=parse_tolerances(tol, "tol"), rtol=parse_tolerances(rtol, "rtol"), rule=rule))
             except DataError as exc:
-                warn(f"not comparable with the old baseline ({exc}); replacing it anyway")
+                warn(f"not comparable with the old baseline ({to_flags(str(exc), exc.options, ctx.command)}); "
+                     "replacing it anyway")
         kept = update_baseline(fit_path, baseline)
         info(f"baseline {baseline} updated from {fit_path}" + (f"; previous kept as {kept}" if kept else ""))
         return
     report = compare(load_fit(fit_path), load_fit(baseline), at=at or [],
-                     tol=parse_tolerances(tol, "--tol"), rtol=parse_tolerances(rtol, "--rtol"), rule=rule)
+                     tol=parse_tolerances(tol, "tol"), rtol=parse_tolerances(rtol, "rtol"), rule=rule)
     if junit:
         _refuse_clobber(junit, fit_path, baseline)
-        atomic_write(junit, report.to_junit(f"scalefit check {fit_path} vs {baseline}"), force=True, flag="another --junit path")
+        atomic_write(junit, report.to_junit(f"scalefit check {fit_path} vs {baseline}"), force=True,
+                     remedy="another --junit path")
     if json_out:
         emit_json(report.to_dict())
     else:

@@ -261,7 +261,7 @@ def calibrate_command(
     from ..data import read_table
 
     cost.check_calibration_options(folds=folds, seed=seed)
-    check_outputs({"--out": out}, [timings], force=force)  # before the timings are read or fitted
+    check_outputs({"out": out}, [timings], force=force)  # before the timings are read or fitted
     hw = _hardware(hardware, peak_tflops, hbm_gbps, net_gbps)
     frame = read_table(timings)
     model = cost.calibrate(frame, hw, source=str(timings), folds=folds, seed=seed)

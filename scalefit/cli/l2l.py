@@ -43,7 +43,7 @@ def pair(
 
     if not out and not fit_out:
         raise DataError("pair: give --out pairs.parquet (the paired table), --fit l2l.json (the fit), or both")
-    check_outputs({"--out": out, "--fit": fit_out}, [runs], force=force)
+    check_outputs({"out": out, "fit_out": fit_out}, [runs], force=force)
     given = parse_assignments(set_)
     unknown = set(given) - {"E_x", "E_y"}
     if unknown:
@@ -91,7 +91,7 @@ def translate(
     from ..l2l import translate_fit
     from ..result import load_fit
 
-    check_outputs({"--out": out}, [source, via], force=force)
+    check_outputs({"out": out}, [source, via], force=force)
     result = translate_fit(load_fit(source), load_fit(via))
     if out:
         result.save(out, force=force)

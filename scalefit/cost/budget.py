@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, option_error
 from .hardware import Hardware
 from .ranges import RANGES, check_gpus, check_range, check_seq_len
 from .shape import CONVENTIONAL_ASPECT, DEFAULT_SEQ_LEN, DEFAULT_VOCAB, HEAD_DIM, Shape, default_batch, param_counts
@@ -93,22 +93,23 @@ def estimate(
 
     ``budget`` is one of ``BUDGET_KINDS``: tokens; flops (C = 6 N D); hours (wall clock); gpu_hours
     (device-hours); dollars (needs ``price_per_gpu_hour``). ``params`` is the N of C = 6ND and of MFU
-    (default: the shape's total count; pass the user's ``--params`` so that the FLOP arithmetic is theirs).
+    (default: the shape's total count; pass the user's own N so that the FLOP arithmetic is theirs).
     """
     if budget not in BUDGET_KINDS:
         raise DataError(f"budget '{budget}': use one of {', '.join(BUDGET_KINDS)}")
     check_gpus(gpus)
     if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
-        raise DataError(f"--{budget.replace('_', '-')} {value}: a budget must be a positive number")
+        raise option_error(budget, value, "a budget must be a positive number")
     check_range(budget, value)
     if price_per_gpu_hour is not None and not (math.isfinite(price_per_gpu_hour) and price_per_gpu_hour > 0):
-        raise DataError(f"--price-per-gpu-hour {price_per_gpu_hour}: must be a positive number")
+        raise option_error("price_per_gpu_hour", price_per_gpu_hour, "must be a positive number")
     if price_per_gpu_hour is not None:
         check_range("price_per_gpu_hour", price_per_gpu_hour)
     if params is not None:
         check_range("params", params)
     if budget == "dollars" and price_per_gpu_hour is None:
-        raise DataError("--dollars needs --price-per-gpu-hour to turn money into device-hours")
+        raise DataError("dollars needs price_per_gpu_hour to turn money into device-hours",
+                        options=("dollars", "price_per_gpu_hour"))
     shape.validate(gpus)
     time_model = time_model or CostModel.roofline(hardware)
     feats = shape_features(shape, gpus, hardware, shard_optimizer=shard_optimizer)
@@ -129,11 +130,12 @@ def estimate(
     _check_finite("the cost estimate", step_time_s=t_step, tokens=tokens, hours=hours, gpu_hours=gpu_hours,
                   flops=6.0 * n_params * tokens, dollars=dollars)
     if not t_step > 0:
-        raise DataError(f"the step time came out as {t_step:g} s; check --mfu, --calibration and the hardware figures")
+        raise DataError(f"the step time came out as {t_step:g} s; check the MFU, the calibration and the "
+                        f"hardware figures")
     hi = RANGES["tokens"][1]
     if budget != "tokens" and not tokens <= hi:
-        raise DataError(f"--{budget.replace('_', '-')} {value:g} buys {tokens:.3g} tokens, beyond the {hi:g} tokens "
-                        f"scalefit accepts")
+        raise DataError(f"{budget}={value:g} buys {tokens:.3g} tokens, beyond the {hi:g} tokens scalefit accepts",
+                        options=(budget,))
     warnings = []
     if hours > LONG_HOURS:
         warnings.append(f"the run takes {hours:.3g} hours of wall clock, about {hours / 8766:.3g} years")
@@ -305,19 +307,20 @@ def time_budget_search(
     if not (0 < aspect_range[0] < aspect_range[1]):
         raise DataError(f"aspect range {aspect_range}: need 0 < low < high")
     if not (math.isfinite(hours) and hours > 0):
-        raise DataError(f"--hours {hours}: a time budget must be a positive number")
+        raise option_error("hours", hours, "a time budget must be a positive number")
     check_range("hours", hours)
     check_gpus(gpus)
     check_seq_len(seq_len)
     check_range("vocab", vocab)
     if not (math.isfinite(flop_mfu) and 0 < flop_mfu <= 1):
-        raise DataError(f"--flop-mfu {flop_mfu}: must be a fraction in (0, 1], e.g. 0.4")
+        raise option_error("flop_mfu", flop_mfu, "must be a fraction in (0, 1], e.g. 0.4")
     time_model = time_model or CostModel.roofline(hardware)
     if batch is None:
         batch = default_batch(seq_len, gpus)
     check_range("batch", batch)
     if batch < gpus:
-        raise DataError(f"--batch {batch} sequences over --gpus {gpus}: need at least one sequence per device")
+        raise DataError(f"batch={batch} sequences over gpus={gpus}: need at least one sequence per device",
+                        options=("batch", "gpus"))
     seconds = hours * 3600.0
     theta = np.atleast_2d(np.asarray(theta, dtype=float))
     compute = seconds * gpus * hardware.peak_flops * flop_mfu

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, option_error
 from .hardware import Hardware
 from .step import GROUPS, CostModel, group_matrix, step_features
 
@@ -141,9 +141,9 @@ def _fit_and_score(X, y, folds, seed):
 def check_calibration_options(*, folds: int = 5, seed: int = 0) -> None:
     """``folds`` a whole number >= 2 (fewer rows than folds use one row per fold) and ``seed`` >= 0."""
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
-        raise DataError(f"--folds {folds}: k-fold cross-validation needs a whole number of folds >= 2")
+        raise option_error("folds", folds, "k-fold cross-validation needs a whole number of folds >= 2")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DataError(f"--seed {seed}: the seed must be a whole number >= 0")
+        raise option_error("seed", seed, "the seed must be a whole number >= 0")
 
 
 def calibrate(frame, hardware: Hardware, *, source: str = "<timings>", folds: int = 5, seed: int = 0) -> CostModel:

@@ -3,7 +3,7 @@
 The table is ``data/hardware.csv`` in a source checkout and ``scalefit/_data/hardware.csv`` in an
 installed wheel (pyproject.toml force-includes it there); every figure carries its source. A device is
 looked up by name or alias, case- and punctuation-insensitively, or defined by explicit figures
-(``--peak-tflops``, ``--hbm-gbps``, ``--net-gbps``) that also override a table row.
+(``peak_tflops``, ``hbm_gbps``, ``net_gbps``) that also override a table row.
 
 Left out: peaks other than dense BF16 (FP8, structured sparsity), clocks that throttle under power or
 heat, and network topology beyond two tiers -- a scale-up link domain (an NVLink node, a TPU slice) and
@@ -51,7 +51,8 @@ class Hardware:
             bw = self.scaleout_bw or inside
         if not bw:
             raise DataError(
-                f"hardware '{self.name}': no interconnect bandwidth for {int(gpus)} devices; pass --net-gbps"
+                f"hardware '{self.name}': no interconnect bandwidth for {int(gpus)} devices; pass net_gbps",
+                options=("net_gbps",)
             )
         return bw
 
@@ -77,7 +78,8 @@ def hardware_table() -> list[dict[str, Any]]:
 
     path = hardware_table_path()
     if not path.is_file():
-        raise DataError(f"{path}: hardware table missing; reinstall scalefit or pass --peak-tflops/--hbm-gbps")
+        raise DataError(f"{path}: hardware table missing; reinstall scalefit or pass peak_tflops and hbm_gbps",
+                        options=("peak_tflops", "hbm_gbps"))
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     numeric = ("bf16_dense_tflops", "hbm_gb", "hbm_gbps", "link_gbps", "link_domain", "scaleout_gbps")
@@ -121,7 +123,8 @@ def get_hardware(
     if name is None:
         if peak_tflops is None or hbm_gbps is None:
             raise DataError(
-                "--hardware: give a device name (see `scalefit cost hardware`) or both --peak-tflops and --hbm-gbps"
+                "name: give a device (see `scalefit cost hardware`) or both peak_tflops and hbm_gbps",
+                options=("name", "peak_tflops", "hbm_gbps")
             )
         hw = Hardware(name="custom", peak_flops=0.0, hbm_bw=0.0, source="given on the command line")
     else:
@@ -138,8 +141,8 @@ def get_hardware(
             close += [r["name"] for r in rows if _key(name) and _key(name) in _key(r["name"]) and r["name"] not in close]
             hint = f"did you mean {' or '.join(close[:3])}? " if close else ""
             raise DataError(
-                f"--hardware '{name}': unknown device; {hint}known: {', '.join(names)} "
-                f"(or give --peak-tflops and --hbm-gbps)"
+                f"name={name!r}: unknown device; {hint}known: {', '.join(names)} "
+                f"(or give peak_tflops and hbm_gbps)", options=("name", "peak_tflops", "hbm_gbps")
             )
         hw = _row_to_hardware(row)
     changes: dict[str, Any] = {}

@@ -2,7 +2,7 @@
 
 Every size, budget and hardware figure a cost function takes is checked here against a finite range, so
 that every derived number (hours, FLOPs, dollars) stays finite and an absurd input is one error naming its
-flag (``--tokens 1e308``), never an overflow or a silently absurd answer. The lowest module of
+parameter (``tokens=1e+308``), never an overflow or a silently absurd answer. The lowest module of
 :mod:`scalefit.cost`: the hardware, shape and budget modules all check their inputs with it.
 
 Left out: the ranges are sanity bounds, not feasibility. A value inside them can still describe a run
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import option_error
 from ..units import check_in_range
 
 # What a cost question may accept: far beyond today's largest runs, yet small enough that every derived
-# number (hours, FLOPs, dollars) stays finite -- ``--tokens 1e308`` overflowed 6ND, ``--hours 1e-300`` and
-# ``--gpus 1e10`` gave absurd figures without a word. Budgets below one optimizer step are allowed (a
+# number (hours, FLOPs, dollars) stays finite -- ``tokens=1e308`` overflowed 6ND, ``hours=1e-300`` and
+# ``gpus=1e10`` gave absurd figures without a word. Budgets below one optimizer step are allowed (a
 # warning says so); tokens and FLOPs have no lower bound but zero, as smaller budgets only mean partial steps.
 RANGES: dict[str, tuple[float, float, str]] = {
     "params": (1.0, 1e16, "parameters"),
@@ -43,23 +43,23 @@ RANGES: dict[str, tuple[float, float, str]] = {
 }
 
 
-def check_range(name: str, value, flag: str | None = None) -> None:
-    """One DataError naming ``flag`` (default ``--name``) when ``value`` is not a finite number inside
-    ``RANGES[name]``."""
+def check_range(name: str, value, param: str | None = None) -> None:
+    """One DataError naming the parameter ``param`` (default ``name``) when ``value`` is not a finite number
+    inside ``RANGES[name]``."""
     lo, hi, unit = RANGES[name]
-    check_in_range(value, flag or f"--{name.replace('_', '-')}", lo, hi, unit)
+    check_in_range(value, param or name, lo, hi, unit)
 
 
 def check_gpus(gpus) -> int:
     if isinstance(gpus, bool) or not isinstance(gpus, (int, np.integer)) or gpus < 1:
-        raise DataError(f"--gpus {gpus}: must be a positive whole number")
+        raise option_error("gpus", gpus, "must be a positive whole number")
     check_range("gpus", gpus)
     return int(gpus)
 
 
 def check_seq_len(seq_len) -> int:
     if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
-        raise DataError(f"--seq-len {seq_len}: must be a positive whole number of tokens")
+        raise option_error("seq_len", seq_len, "must be a positive whole number of tokens")
     check_range("seq_len", seq_len)
     return int(seq_len)
 

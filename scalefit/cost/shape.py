@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, option_error
 from .ranges import check_gpus, check_range, check_seq_len
 
 CONVENTIONAL_ASPECT = 128.0  # d_model / layers of GPT-3 (12288/96) and LLaMA-7B (4096/32)
@@ -61,25 +61,26 @@ class Shape:
         for name in ("d_model", "layers", "heads", "d_ff", "vocab", "seq_len", "batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, (int, np.integer)) and value >= 1):
-                raise DataError(f"--{name.replace('_', '-')} {value}: must be a positive whole number")
+                raise option_error(name, value, "must be a positive whole number")
             check_range(name, value)
         if self.d_model % self.heads:
             raise DataError(
-                f"--d-model {self.d_model} is not divisible by --heads {self.heads}; "
-                f"pick heads that divide d_model (e.g. {max(1, self.d_model // HEAD_DIM)})"
+                f"d_model={self.d_model} is not divisible by heads={self.heads}; "
+                f"pick heads that divide d_model (e.g. {max(1, self.d_model // HEAD_DIM)})", options=("d_model", "heads")
             )
         for name in ("weight_bytes", "act_bytes", "grad_bytes", "optimizer_bytes"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0) or (name != "optimizer_bytes" and value == 0):
-                raise DataError(f"--{name.replace('_', '-')} {value}: must be a positive number of bytes")
+                raise option_error(name, value, "must be a positive number of bytes")
         check_gpus(gpus)
         if self.batch < gpus:
             raise DataError(
-                f"--batch {self.batch} sequences over --gpus {int(gpus)}: every device needs at least one "
-                f"sequence per step; raise --batch to at least {int(gpus)} or use fewer devices"
+                f"batch={self.batch} sequences over gpus={int(gpus)}: every device needs at least one "
+                f"sequence per step; use batch={int(gpus)} or more, or fewer devices",
+                options=("batch", "gpus")
             )
         if self.micro_batch is not None and not (isinstance(self.micro_batch, (int, np.integer)) and self.micro_batch >= 1):
-            raise DataError(f"--micro-batch {self.micro_batch}: must be a positive whole number")
+            raise option_error("micro_batch", self.micro_batch, "must be a positive whole number")
         return self
 
     # parameter counts --------------------------------------------------------------

@@ -62,7 +62,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, option_error
 from .hardware import Hardware
 from .shape import Shape, param_counts
 
@@ -320,7 +320,7 @@ class MfuModel:
 
     def __post_init__(self):
         if not (math.isfinite(self.mfu) and 0 < self.mfu <= 1):
-            raise DataError(f"--mfu {self.mfu}: must be a fraction in (0, 1], e.g. 0.4")
+            raise option_error("mfu", self.mfu, "must be a fraction in (0, 1], e.g. 0.4")
 
     @property
     def kind(self) -> str:

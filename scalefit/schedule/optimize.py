@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, option_error
 from ..law import CurveLaw
 from .evaluate import _interval, horizon_warnings
 from .spec import Schedule, check_memory
@@ -130,7 +130,7 @@ class Budget:
 
     def __init__(self, time_limit: float | None = None, progress=None):
         if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
-            raise DataError(f"--time-limit {time_limit:g}: use a positive number of seconds")
+            raise option_error("time_limit", time_limit, "use a positive number of seconds")
         self.t0 = time.perf_counter()
         self.time_limit = time_limit
         self.progress = progress
