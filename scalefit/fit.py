@@ -15,147 +15,28 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
-import threading
 import time
 import warnings
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
+from .bootstrap import (  # noqa: F401 (re-exported)
+    BOOTSTRAPS,
+    _effective_jobs,
+    bootstrap_bytes,
+    bootstrap_counts,
+    bootstrap_method_for,
+    distinct_resamples,
+    run_bootstrap,
+)
 from .errors import ConvergenceWarning, DataError, FitError
 from .law import Law
-from .limits import _cpus, enforce
-from .solver import LOSSES, Parameterization, Problem, RobustLoss, block_size, multistart, solve_batch
+from .limits import enforce
+from .solver import LOSSES, Parameterization, Problem, RobustLoss, multistart, solve_batch
 from .stats import stretch_factor
 
 _SEARCH_ROWS = 50_000  # above this many rows the multi-start runs on an evenly thinned copy
-
-
-# --------------------------------------------------------------------------- bootstrap
-_DEDUP_ELEMENTS = 2**22  # draws x runs up to which all resamples are drawn at once (32 MiB of counts)
-
-
-def _draw_counts(rng: np.random.Generator, n_runs: int, n_draws: int) -> np.ndarray:
-    """(n_draws, n_runs) counts of each run in ``n_draws`` resamples with replacement, from ``rng``."""
-    picks = rng.integers(0, n_runs, size=(n_draws, n_runs))
-    flat = (np.arange(n_draws)[:, None] * n_runs + picks).ravel()
-    return np.bincount(flat, minlength=n_draws * n_runs).reshape(n_draws, n_runs).astype(float)
-
-
-def bootstrap_counts(n_runs: int, n_draws: int, seed: int | None) -> np.ndarray:
-    """How often each run is drawn in each resample (runs resampled with replacement; a curve is one run).
-
-    (n_draws, n_runs): small even for huge curve tables; rows get their run's count per chunk. Drawing
-    the same resamples in consecutive slices of draws gives the same counts (the bootstrap streams them).
-    """
-    return _draw_counts(np.random.default_rng(seed), n_runs, n_draws)
-
-
-def bootstrap_bytes(n_draws: int, n_runs: int, n_params: int) -> int:
-    """Working memory the bootstrap holds at once: the draws (in solver and natural units, with copies),
-    plus all run counts when resamples are drawn at once to solve repeated ones only once."""
-    need = 4 * 8 * n_draws * max(n_params, 1)
-    if n_draws * n_runs <= _DEDUP_ELEMENTS:
-        need += 3 * 8 * n_draws * n_runs  # counts, picks and np.unique's sorted copy
-    return int(need)
-
-
-def _bootstrap_chunk(problem: Problem, u_hat: np.ndarray, counts: np.ndarray, run_codes: np.ndarray) -> np.ndarray:
-    weights = counts[:, run_codes]  # expanded per chunk: never (n_draws, n_rows) at once
-    u0 = np.repeat(u_hat[None], len(weights), axis=0)
-    # ftol 1e-10: bootstrap spreads agree with 1e-12 to four digits at a third less work.
-    u, f, _ = solve_batch(problem, u0, weights * problem.w, max_iter=300, ftol=1e-10)
-    u[~np.isfinite(f)] = np.nan
-    return u
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: end this worker process as soon as the process that started it is gone.
-
-    loky keeps idle workers for minutes, and a parent killed with SIGKILL cannot tell them to stop; a
-    worker whose parent has died is re-parented, so watching ``os.getppid()`` is enough (POSIX and Windows).
-    loky starts its workers from the process that makes the executor, so a different parent pid here
-    means that process died while this worker was starting.
-    """
-    if os.getppid() != parent:
-        os._exit(1)
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.25)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="scalefit-exit-with-parent", daemon=True).start()
-
-
-def _effective_jobs(jobs: int) -> int:
-    return _cpus() if jobs == -1 else int(jobs)
-
-
-def run_bootstrap(problem: Problem, u_hat: np.ndarray, run_codes: np.ndarray, n_draws: int, seed: int | None,
-                  jobs: int = 1, backend: str = "loky",
-                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Refit on ``n_draws`` resamples of runs, warm-started at the full-data optimum; (n_draws, q) in u.
-
-    With few runs most resamples repeat (3 curves give only 10 distinct ones, 5 give 126), and a refit
-    is a deterministic function of the run counts, so each distinct resample is solved once and the
-    result repeated: the draws are identical to solving them all, at a fraction of the cost. With many
-    runs and draws, resamples are drawn chunk by chunk as the solver needs them, so memory stays bounded
-    (the counts of all draws at once would be draws x runs).
-    """
-    n_runs = int(run_codes.max()) + 1
-    workers = _effective_jobs(jobs)
-    enforce("jobs", workers, f"jobs={jobs}")
-    enforce("memory_bytes", bootstrap_bytes(n_draws, n_runs, len(u_hat)),
-            f"a bootstrap of {n_draws:,} draws over {n_runs:,} runs")
-    cap = block_size(problem.n, len(u_hat))
-    which = None
-    if n_draws * n_runs <= _DEDUP_ELEMENTS:
-        counts = bootstrap_counts(n_runs, n_draws, seed)
-        distinct, which = np.unique(counts, axis=0, return_inverse=True)
-        which = which.reshape(-1)
-        n_solve = len(distinct)
-    else:
-        n_solve = n_draws
-        cap = max(1, min(cap, _DEDUP_ELEMENTS // n_runs))
-    chunk = 250 if workers == 1 else max(10, math.ceil(n_solve / (4 * workers)))
-    chunk = min(chunk, cap)
-    if which is not None:
-        chunks: Iterator[np.ndarray] = (distinct[i : i + chunk] for i in range(0, n_solve, chunk))
-    else:
-        rng = np.random.default_rng(seed)
-        chunks = (_draw_counts(rng, n_runs, min(chunk, n_draws - i)) for i in range(0, n_draws, chunk))
-    out = []
-    solved = 0
-
-    def report(res):
-        nonlocal solved
-        out.append(res)
-        solved += len(res)
-        if progress:
-            progress(round(n_draws * solved / n_solve), n_draws)
-
-    if workers == 1 and backend == "loky":
-        for c in chunks:
-            report(_bootstrap_chunk(problem, u_hat, c, run_codes))
-    else:
-        from joblib import Parallel, delayed, parallel_config
-
-        # loky's workers outlive an interrupted or killed parent unless told: each watches its parent.
-        own = {"initializer": _exit_with_parent, "initargs": (os.getpid(),)} if backend == "loky" else {}
-        with parallel_config(backend=backend, n_jobs=jobs, **own):
-            results = Parallel(return_as="generator")(
-                delayed(_bootstrap_chunk)(problem, u_hat, c, run_codes) for c in chunks)
-            try:
-                for res in results:
-                    report(res)
-            finally:  # on an interrupt: cancel queued chunks and stop the workers now, not at garbage collection
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    results.close()
-    draws = np.vstack(out)
-    return draws if which is None else draws[which]
 
 
 # --------------------------------------------------------------------------- diagnosis
@@ -183,7 +64,19 @@ def asymptotic_stderr(problem: Problem, u_hat: np.ndarray) -> np.ndarray | None:
     return se
 
 
-def _diagnosis(problem: Problem, param: Parameterization, u_hat: np.ndarray, report, with_stderr: bool) -> dict:
+def _run_offsets(r: np.ndarray, w: np.ndarray, run_codes: np.ndarray) -> list[float]:
+    """Each run's weighted mean of log observed - log predicted: how far the run sits from the law as a
+    whole (a curve's offset; one row's residual when a run is one row). A prediction interval adds their
+    scatter (:func:`scalefit.stats.run_scatter_halfwidth`)."""
+    good = np.isfinite(r)
+    num = np.bincount(run_codes[good], weights=-(w * r)[good], minlength=int(run_codes.max()) + 1)
+    den = np.bincount(run_codes[good], weights=w[good], minlength=int(run_codes.max()) + 1)
+    with np.errstate(all="ignore"):
+        return [float(x) for x in num / den]
+
+
+def _diagnosis(problem: Problem, param: Parameterization, u_hat: np.ndarray, report, with_stderr: bool,
+               run_codes: np.ndarray) -> dict:
     """What the result reports about the optimum, as plain values for :meth:`FitResult.from_fit`."""
     names = param.names
     # Parameters at a bound (in the optimiser's space, relative to the range); a tie follows its source.
@@ -197,7 +90,8 @@ def _diagnosis(problem: Problem, param: Parameterization, u_hat: np.ndarray, rep
             at_bound.add(names[i])
     status = {name: "fixed" if i in param.fixed else (f"tied:{names[param.ties[i]]}" if i in param.ties else "free")
               for i, name in enumerate(names)}
-    return {"residuals": problem.residuals(u_hat[None])[0], "logy": problem.logy, "weights": problem.w,
+    r = problem.residuals(u_hat[None])[0]
+    return {"residuals": r, "logy": problem.logy, "weights": problem.w, "run_offsets": _run_offsets(r, problem.w, run_codes),
             "at_bound": at_bound, "status": status, "n_free": len(param.free), "n_starts": report.n_starts,
             "n_refined": report.n_refined, "n_converged_best": report.n_converged_best,
             "asymptotic_stderr": asymptotic_stderr(problem, u_hat) if with_stderr else None}
@@ -222,7 +116,7 @@ def _is_int(value) -> bool:
 
 def check_options(*, loss: str = "huber", delta: float = 1e-3, n_bootstrap: int = 0, ci: float = 0.95,
                   seed: int | None = 0, jobs: int = 1, backend: str = "loky", interval: str = "stretched",
-                  names: Mapping[str, str] | None = None) -> None:
+                  bootstrap_method: str = "auto", names: Mapping[str, str] | None = None) -> None:
     """Validate :func:`fit`'s options before any work; one DataError naming the first bad one.
 
     ``fit`` calls this first; the CLI calls it before reading the table, with ``names`` mapping each
@@ -250,6 +144,8 @@ def check_options(*, loss: str = "huber", delta: float = 1e-3, n_bootstrap: int 
         bad("backend", backend, f"use one of {', '.join(BACKENDS)}")
     if interval not in INTERVALS:
         bad("interval", interval, f"use one of {', '.join(INTERVALS)}")
+    if bootstrap_method not in BOOTSTRAPS:
+        bad("bootstrap_method", bootstrap_method, f"use one of {', '.join(BOOTSTRAPS)}")
 
 
 def _staged(progress: Callable | None) -> Callable[[str, int, int], None] | None:
@@ -332,6 +228,8 @@ def fit(
     start: Mapping[str, float] | np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
     interval: str = "stretched",
+    bootstrap_method: str = "auto",
+    identify: bool = True,
 ):
     """Fit ``law`` to ``data`` and return a :class:`FitResult`.
 
@@ -356,12 +254,17 @@ def fit(
         estimate by :func:`stretch_factor` (in log space for positive quantities); "percentile": the
         plain percentile interval, which covers too rarely with few runs. Coverage of both, measured:
         benchmarks/results/calibration.md.
+    bootstrap_method : "runs" resamples runs with replacement; "wild" keeps every run and rescales each
+        run's residuals by one random weight (wild cluster bootstrap: 3 curves give 216 distinct draws
+        where run resampling gives 10); "auto" (default) is "wild" below 10 runs, "runs" from there on.
+    identify : name the parameters the data do not determine (:func:`scalefit.identify.undetermined`: a
+        profile per weakly seen parameter, seconds on a curve law); backtests turn it off.
     """
     from .registry import get_law
     from .result import FitResult
 
     check_options(loss=loss, delta=delta, n_bootstrap=n_bootstrap, ci=ci, seed=seed, jobs=jobs, backend=backend,
-                  interval=interval)
+                  interval=interval, bootstrap_method=bootstrap_method)
     stage = _staged(progress)
     law = get_law(law)
     data = _as_dataset(data, law)
@@ -377,7 +280,7 @@ def fit(
     if n_rows <= n_free:
         raise FitError(
             f"{data.source}: {n_rows} row(s) for {n_free} free parameter(s) of law '{law.name}'; "
-            f"need more rows than parameters (or fix some with --set NAME=VALUE)"
+            f"need more rows than parameters (or fix some with fixed={{'NAME': VALUE}})", options=("fixed",)
         )
     weights = data.weights()
     if weights is not None and np.count_nonzero(weights) <= n_free:
@@ -418,10 +321,12 @@ def fit(
         u_hat, f_hat = u_full[0], float(f_full[0])
     t_fit = time.perf_counter() - t0
 
-    draws_u = None
+    draws_u, method, n_distinct = None, None, None
     if n_bootstrap:
+        method = bootstrap_method_for(bootstrap_method, data.n_runs)
         draws_u = run_bootstrap(problem, u_hat, data.run_codes, n_bootstrap, seed, jobs, backend,
-                                None if stage is None else (lambda d, t: stage("bootstrap", d, t)))
+                                None if stage is None else (lambda d, t: stage("bootstrap", d, t)), method)
+        n_distinct = int(len(np.unique(draws_u, axis=0)))
     theta = param.to_theta(u_hat[None])[0]
     draws = None
     if draws_u is not None:
@@ -434,12 +339,19 @@ def fit(
         # Curve laws learn from many steps per run, so runs - parameters is not their degrees of freedom;
         # their coverage is not measured yet: report the plain percentile interval.
         interval = "percentile"
-    diagnosis = _diagnosis(problem, param, u_hat, report, with_stderr=draws is None)
+    diagnosis = _diagnosis(problem, param, u_hat, report, with_stderr=draws is None, run_codes=data.run_codes)
+    if identify:
+        from .identify import undetermined
+
+        diagnosis["undetermined"] = undetermined(problem, u_hat, runs=data.run_codes)
+    if law.kind == "point":  # one offset per row there: the residuals themselves, already summarised
+        diagnosis["run_offsets"] = None
     return FitResult.from_fit(
         law=law, data=data, theta=theta, objective=f_hat, draws=draws, settings={
             "loss": loss, "delta": delta, "fixed": dict(fixed or {}), "ties": dict(ties or {}),
             "n_bootstrap": n_bootstrap, "ci": ci, "seed": seed, "jobs": jobs, "backend": backend,
-            "interval": interval if n_bootstrap else None,
+            "interval": interval if n_bootstrap else None, "bootstrap_method": method,
+            "distinct_resamples": n_distinct,
             "stretch": stretch_factor(data.n_runs, len(param.free), ci) if interval == "stretched" else 1.0,
         }, timings={"fit_s": t_fit, "total_s": time.perf_counter() - t0}, **diagnosis,
     )

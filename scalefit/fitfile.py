@@ -221,6 +221,31 @@ def parse(path: str | Path, payload: dict, law) -> dict:
     f.number(settings.get("stretch"), "settings.stretch", lo=1.0, hi=1e3, optional=True)
     diagnostics = f.mapping("diagnostics")
     f.number(diagnostics.get("residual_scale_log"), "diagnostics.residual_scale_log", lo=0.0, hi=10.0, optional=True)
+    offsets = diagnostics.get("run_offsets_log")
+    if offsets is not None:
+        if not isinstance(offsets, list) or len(offsets) > 100_000:
+            raise f.fail("diagnostics.run_offsets_log", "a list of numbers, one per run", offsets)
+        for i, v in enumerate(offsets):
+            f.number(v, f"diagnostics.run_offsets_log[{i}]", lo=-10.0, hi=10.0, optional=True)
+    weak = diagnostics.get("undetermined")
+    if weak is not None and not (isinstance(weak, list) and all(isinstance(n, str) and n in law.param_names
+                                                                  for n in weak)):
+        raise f.fail("diagnostics.undetermined", "a list of the law's parameter names", weak)
+    calibration = diagnostics.get("extrapolation_errors")
+    if calibration is not None:
+        if not isinstance(calibration, dict):
+            raise f.fail("diagnostics.extrapolation_errors", "an object", calibration)
+        for key in ("shape", "horizon"):
+            pairs = calibration.get(key) or []
+            if not isinstance(pairs, list) or len(pairs) > 10_000 or not all(
+                    isinstance(p, list) and len(p) == 2 for p in pairs):
+                raise f.fail(f"diagnostics.extrapolation_errors.{key}", "a list of [log error, ratio] pairs", pairs)
+            for i, (e, r) in enumerate(pairs):
+                f.number(e, f"diagnostics.extrapolation_errors.{key}[{i}][0]", lo=-10.0, hi=10.0)
+                f.number(r, f"diagnostics.extrapolation_errors.{key}[{i}][1]", lo=0.0, hi=1e9)
+        notes = calibration.get("notes", [])
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            raise f.fail("diagnostics.extrapolation_errors.notes", "a list of strings", notes)
     warns = diagnostics.get("warnings", [])
     if not isinstance(warns, list) or not all(isinstance(w, str) for w in warns):
         raise f.fail("diagnostics.warnings", "a list of strings", warns)
@@ -236,7 +261,8 @@ def parse(path: str | Path, payload: dict, law) -> dict:
             elif not isinstance(v, str):
                 raise f.fail(f"settings.{key}.{k}", "a parameter name", v)
     f.number(settings.get("delta"), "settings.delta", lo=0.0, optional=True)
-    for key in ("loss", "interval"):
+    f.number(settings.get("distinct_resamples"), "settings.distinct_resamples", lo=0, optional=True)
+    for key in ("loss", "interval", "bootstrap_method"):
         if not isinstance(settings.get(key, ""), (str, type(None))):
             raise f.fail(f"settings.{key}", "a string", settings.get(key))
     data_info = f.mapping("data")

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, option_error, shown
 from .law import Columns, Law
 from .stats import require_run_scale, with_run_noise
 from .units import check_in_range
 
-INTERVALS = ("confidence", "prediction")
+INTERVALS = ("confidence", "prediction", "calibrated")
+_INPUTS = ("params", "tokens", "compute")
 
 # What a forecast accepts: thousands of times beyond the largest runs so far, yet small enough that
 # C = 6ND and every law stay finite (1e308 tokens would overflow and print nonsense without a word).
@@ -26,11 +27,11 @@ INPUT_RANGES = {"params": (1.0, 1e16, "parameters"), "tokens": (1.0, 1e24, "toke
                 "compute": (6.0, 1e41, "FLOPs")}
 
 
-def check_input(name: str, value, flag: str | None = None) -> float:
+def check_input(name: str, value, param: str | None = None) -> float:
     """``value`` as a float once it is a finite number inside ``INPUT_RANGES[name]``; else one DataError
-    naming ``flag`` (default ``--name``) and the value."""
+    naming the parameter ``param`` (default ``name``) and the value."""
     lo, hi, unit = INPUT_RANGES[name]
-    return check_in_range(value, flag or f"--{name}", lo, hi, unit, accepted_by="a forecast")
+    return check_in_range(value, param or name, lo, hi, unit, accepted_by="a forecast")
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Forecast:
     mode: str  # "given" | "compute-optimal" | "optimal-tokens" | "optimal-params"
     warnings: list[str] = field(default_factory=list)
     interval: str = "confidence"  # what loss.low/high bound: the law's mean, or a new run's observed loss
+    calibration: dict | None = None  # interval="calibrated": the model-error half-width added to the loss
 
     def to_dict(self) -> dict:
         out = {
@@ -63,6 +65,8 @@ class Forecast:
             "interval": self.interval,
             "warnings": list(self.warnings),
         }
+        if self.calibration is not None:
+            out["calibration"] = dict(self.calibration)
         for key in ("params", "tokens", "compute"):
             q = getattr(self, key)
             if q.low is not None:
@@ -200,8 +204,8 @@ def _implied(name: str, value: float, compute: float, other: str, other_value: f
     """The third of (params, tokens, compute) from C = 6ND, inside the range a forecast accepts."""
     lo, hi, unit = INPUT_RANGES[name]
     if not lo <= value <= hi:
-        raise DataError(f"--compute {compute:g} with --{other} {other_value:g} means {value:.3g} {unit}, outside "
-                        f"the range a forecast accepts ({lo:g} to {hi:g} {unit})")
+        raise DataError(f"compute={shown(compute)} with {other}={shown(other_value)} means {value:.3g} {unit}, "
+                        f"outside the range a forecast accepts ({lo:g} to {hi:g} {unit})", options=("compute", other))
     return value
 
 
@@ -223,33 +227,64 @@ def _no_optimum(law: Law, theta: np.ndarray, mode: str, *, params=None, tokens=N
     if mode == "compute-optimal":
         n_lo, n_hi = 1e3, compute / 6e3
         bigger = loss(n_hi, compute / (6 * n_hi)) < loss(n_lo, compute / (6 * n_lo))
-        where = (f"ever larger models on ever fewer tokens (up to {n_hi:.3g} params on 1e+03 tokens)" if bigger
-                 else "ever smaller models on ever more tokens (down to 1e+03 params)")
+        where = (f"ever larger models on ever less data (up to {n_hi:.3g} params on 1e+03 tokens)" if bigger
+                 else "ever smaller models on ever more data (down to 1e+03 params)")
         given = f"{compute:.3g} FLOPs"
-        fix = "give --params or --tokens with --compute to forecast a chosen allocation"
+        fix = "give params or tokens with compute to forecast a chosen allocation"
     elif mode == "optimal-tokens":
         d_lo, d_hi = params * 1e-3, params * 1e7
         more = _iso_compute_slope(law, t, np.array([params]), np.array([d_hi]))[0] > 0
-        where = (f"more data for the same compute (past {d_hi / params:.3g} tokens per parameter)" if more
-                 else f"less data for the same compute (below {d_lo / params:.3g} tokens per parameter)")
+        where = (f"more data for the same FLOPs (past {d_hi / params:.3g} tokens per parameter)" if more
+                 else f"less data for the same FLOPs (below {d_lo / params:.3g} tokens per parameter)")
         given = f"{params:.3g} params"
-        fix = "give --tokens (or --compute) with --params to forecast a chosen budget"
+        fix = "give tokens (or compute) with params to forecast a chosen budget"
     else:
         n_lo, n_hi = tokens * 1e-7, tokens * 1e3
         bigger = _iso_compute_slope(law, t, np.array([n_hi]), np.array([tokens]))[0] < 0
-        where = (f"larger models for the same compute (past {n_hi / tokens:.3g} params per token)" if bigger
-                 else f"smaller models for the same compute (below {n_lo / tokens:.3g} params per token)")
+        where = (f"larger models for the same FLOPs (past {n_hi / tokens:.3g} params per token)" if bigger
+                 else f"smaller models for the same FLOPs (below {n_lo / tokens:.3g} params per token)")
         given = f"{tokens:.3g} tokens"
-        fix = "give --params (or --compute) with --tokens to forecast a chosen model"
-    return (f"law '{law.name}' has no compute-optimal allocation for {given} with these parameters: at fixed "
-            f"compute its predicted loss keeps falling toward {where}, so the optimum is not a finite point "
+        fix = "give params (or compute) with tokens to forecast a chosen model"
+    # The option names appear only in ``fix`` (the CLI names them as flags): the rest says FLOPs and data.
+    return (f"law '{law.name}' has no compute-optimal allocation for {given} with these parameters: at a fixed "
+            f"FLOP budget its predicted loss keeps falling toward {where}, so the optimum is not a finite point "
             f"of the law; {fix}")
+
+
+def _calibration_span(calibration, ranges) -> tuple[str, float]:
+    """(role, largest fitted value) that a calibrated forecast's ratio is taken against; DataError when
+    the fit has no calibration record or no fitted range."""
+    if not isinstance(calibration, dict):
+        raise DataError("interval='calibrated' needs the law's error beyond the fitted budgets, measured on "
+                        "the fitted table: calibrate the fit first (scalefit.backtest.calibrate_points)", options=("interval",))
+    role = "params" if calibration.get("by") == "params" else "flops"
+    span = (ranges or {}).get(role)
+    if not span or not (np.isfinite(span[1]) and span[1] > 0):
+        raise DataError(f"interval='calibrated' needs the fitted range of {role}; refit", options=("interval",))
+    return role, float(span[1])
+
+
+def _calibrate_loss(q: Quantity, calibration: dict, ranges, params: float, compute: float,
+                    ci: float) -> tuple[Quantity, dict]:
+    """The loss's prediction interval widened by the model-error half-width at this forecast's ratio."""
+    from .stats import model_error_halfwidth, widen
+
+    role, top = _calibration_span(calibration, ranges)
+    ratio = (params if role == "params" else compute) / top
+    h = model_error_halfwidth(calibration, ratio, ci)
+    if q.low is not None and np.isfinite(q.value):
+        q = Quantity(q.value, *widen(q.value, q.low, q.high, h))
+    folds = calibration.get("folds")
+    return q, {"halfwidth_log": h, "ratio": ratio, "by": "params" if role == "params" else "compute",
+               "folds": folds if isinstance(folds, int) else None,
+               "scope": "loss only: the params/tokens/compute intervals are parameter uncertainty only"}
 
 
 def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, params: float | None = None,
              tokens: float | None = None, compute: float | None = None, ci: float = 0.95,
              ranges: dict | None = None, interval: str = "confidence",
-             residual_scale: float | None = None, stretch: float = 1.0) -> Forecast:
+             residual_scale: float | None = None, stretch: float = 1.0,
+             calibration: dict | None = None) -> Forecast:
     """One forecast from any two of (params, tokens, compute), or one of them with the compute-optimal rule.
 
     * params + tokens: the loss there.       * compute: the compute-optimal N, D and loss.
@@ -260,21 +295,31 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
     the loss a new run would *observe* there, adding the fit's run-to-run scatter ``residual_scale``
     (log-normal, from fit.json) to every draw. ``stretch`` is the fit's interval stretch
     (``FitResult.stretch``), applied about each point value as for the parameters.
+
+    ``"calibrated"`` widens the prediction interval of the loss by the law's own error beyond the fitted
+    budgets, measured by next-budget backtests when fitting (``calibration``: the fit's
+    ``diagnostics["extrapolation_errors"]``, see :func:`scalefit.backtest.calibrate_points`), at this
+    forecast's ratio to the largest fitted compute (``ranges``). Only the loss is calibrated: the
+    intervals of a compute-optimal N, D or C stay parameter uncertainty only (``Forecast.calibration``
+    says so in the JSON).
     """
     if interval not in INTERVALS:
-        raise DataError(f"--interval '{interval}': use confidence or prediction")
+        raise option_error("interval", interval, "use confidence or prediction, or calibrated (a calibrated fit)")
     if not (isinstance(ci, (int, float)) and 0 < ci < 1):
-        raise DataError(f"--ci {ci}: the interval level must lie strictly between 0 and 1, e.g. 0.95")
-    if interval == "prediction":
+        raise option_error("ci", ci, "the interval level must lie strictly between 0 and 1, e.g. 0.95")
+    if interval in ("prediction", "calibrated"):
         require_run_scale(residual_scale)  # before any work
+    if interval == "calibrated":
+        _calibration_span(calibration, ranges)
     if law.kind != "point" or not {"params", "tokens"} <= set(law.inputs):
         raise DataError(f"law '{law.name}' does not forecast from (params, tokens); "
                         f"use `scalefit schedule predict` for curve laws")
     given = sum(v is not None for v in (params, tokens, compute))
     if given == 0:
-        raise DataError("give --params, --tokens or --compute (or two of them)")
+        raise DataError("give params, tokens or compute (or two of them)", options=_INPUTS)
     if given == 3:
-        raise DataError("give at most two of --params, --tokens, --compute (the third follows from C = 6ND)")
+        raise DataError("give at most two of params, tokens, compute (the third follows from C = 6ND)",
+                        options=_INPUTS)
     params, tokens, compute = (None if v is None else check_input(name, v)
                                for name, v in (("params", params), ("tokens", tokens), ("compute", compute)))
     theta = np.asarray(theta, dtype=float)[None]
@@ -300,7 +345,8 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
         d = per_row(tokens)
     searched = {"compute-optimal": n, "optimal-params": n, "optimal-tokens": d}.get(mode)
     if searched is not None and not np.isfinite(searched[0]):
-        raise DataError(_no_optimum(law, theta, mode, params=params, tokens=tokens, compute=compute))
+        raise DataError(_no_optimum(law, theta, mode, params=params, tokens=tokens, compute=compute),
+                        options=_INPUTS)
     with np.errstate(all="ignore"):
         loss = _rowwise_loss(law, all_theta, n, d)
     if not np.isfinite(loss[0]):
@@ -323,7 +369,7 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
             warnings.append(f"{lost} of {len(searched) - 1} bootstrap draws have no {what} in the searched range "
                             f"and were left out of the interval")
     loss_samples = loss[1:] if has_draws else loss[:1]
-    if interval == "prediction":
+    if interval in ("prediction", "calibrated"):
         if len(loss_samples) < 2:
             # Without draws only the run-to-run scatter is known: say the interval is too narrow.
             loss_samples = np.full(4000, loss[0])
@@ -338,7 +384,14 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
         lo, hi = _interval(arr[sample], ci, arr[0], stretch) if (has_draws and varies) else (None, None)
         return _honest(Quantity(float(arr[0]), lo, hi))
 
-    loss_q = _honest(Quantity(float(loss[0]), *_interval(loss_samples, ci, loss[0], stretch)))
+    loss_q = Quantity(float(loss[0]), *_interval(loss_samples, ci, loss[0], stretch))
+    calibrated = None
+    if interval == "calibrated":
+        loss_q, calibrated = _calibrate_loss(loss_q, calibration, ranges, float(n[0]), float(c[0]), ci)
+        if not np.isfinite(calibrated["halfwidth_log"]):
+            warnings.append("the calibrated interval is unbounded here: the fit's next-budget backtests have "
+                            "fewer than 2 folds, too few to measure how far the law misses beyond the data")
+    loss_q = _honest(loss_q)
     out = Forecast(
         params=q(n, mode in ("compute-optimal", "optimal-params")),
         tokens=q(d, mode in ("compute-optimal", "optimal-tokens")),
@@ -347,6 +400,7 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
         mode=mode,
         interval=interval,
         warnings=warnings,
+        calibration=calibrated,
     )
     from .stats import check_contains
 

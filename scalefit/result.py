@@ -66,10 +66,15 @@ def _judge_success(objective: float, r2: float) -> tuple[bool, str]:
 def _interval_text(settings: dict, ci: float, draws) -> str:
     if draws is None:
         return "asymptotic standard errors only (run with --bootstrap N for intervals)"
+    wild = settings.get("bootstrap_method") == "wild"
+    what = "wild cluster bootstrap (one weight per run)" if wild else "bootstrap over run resamples"
+    distinct = settings.get("distinct_resamples")
+    text = f"{ci:.0%} percentile of {len(draws)} draws of a {what}"
+    if distinct is not None:
+        text += f", {distinct} distinct"
     if settings.get("stretch", 1.0) != 1.0:
-        return (f"{ci:.0%} bootstrap percentile over {len(draws)} run resamples, stretched x"
-                f"{settings['stretch']:.3f} (t with runs - parameters degrees of freedom)")
-    return f"{ci:.0%} bootstrap percentile over {len(draws)} run resamples"
+        text += f", stretched x{settings['stretch']:.3f} (t with runs - parameters degrees of freedom)"
+    return text
 
 
 def _num(x, digits: int) -> str:
@@ -107,13 +112,16 @@ class FitResult:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_fit(cls, *, law, data, theta, objective, residuals, logy, weights, at_bound, status, n_free,
-                 n_starts, n_refined, n_converged_best, asymptotic_stderr, draws, settings, timings):
+                 n_starts, n_refined, n_converged_best, asymptotic_stderr, draws, settings, timings,
+                 run_offsets=None, undetermined=None):
         """Assemble a fit from plain values that :func:`scalefit.fit.fit` computed at the optimum.
 
         ``residuals``, ``logy`` and ``weights`` are per row (log predicted minus log observed, log loss,
         unit-mean weights); ``at_bound`` names the parameters at a bound; ``status`` maps every parameter
         to free, fixed or tied:<name>; ``n_free`` counts the free ones; the three counts describe the
-        multi-start; ``asymptotic_stderr`` (natural units, or None) is used when there are no ``draws``.
+        multi-start; ``asymptotic_stderr`` (natural units, or None) is used when there are no ``draws``;
+        ``run_offsets`` is each run's mean log residual (observed - law), whose scatter a prediction adds;
+        ``undetermined`` names the free parameters the data do not pin down (None: not examined).
         """
         names = law.param_names
         ci = settings["ci"]
@@ -160,6 +168,14 @@ class FitResult:
             lo, hi = law.params[name].bounds
             messages.append(f"parameter '{name}' = {estimates[name].value:.6g} sits at a bound of [{lo:g}, {hi:g}]: "
                             f"the law may not describe these data, or the bound is too tight")
+        if undetermined:
+            what = "curves" if law.kind == "curve" else "runs"
+            past = (f"past step {int(data.column('step').max()):,}" if law.kind == "curve" and "step" in data.frame
+                    else "outside the fitted range")
+            messages.append(f"{', '.join(undetermined)} {'is' if len(undetermined) == 1 else 'are'} not determined by "
+                            f"these {what} (doubling or halving {'it' if len(undetermined) == 1 else 'each'} "
+                            f"costs less than the noise): forecasts {past} depend on "
+                            f"{'it' if len(undetermined) == 1 else 'them'}")
         if n_converged_best < 2:
             messages.append(f"only {n_converged_best} of {n_refined} refined starts reached the best "
                             f"objective; the optimum may be poorly determined")
@@ -167,6 +183,9 @@ class FitResult:
         if draws is not None and n_runs < 3 * n_free:
             messages.append(f"{n_runs} runs for {n_free} free parameters: bootstrap intervals from so few "
                             f"runs are too narrow; treat them as a lower bound on the uncertainty")
+        if draws is not None and n_runs < 4:
+            messages.append(f"the intervals rest on {n_runs} run(s): a {n_runs}-run table cannot show how a new run "
+                            f"or a new schedule scatters; read them as a lower bound")
         if draws is not None and len(draws) < settings["n_bootstrap"]:
             messages.append(f"{settings['n_bootstrap'] - len(draws)} bootstrap draw(s) failed")
         if data.dropped:
@@ -187,6 +206,8 @@ class FitResult:
             "interval": _interval_text(settings, ci, draws),
             # Run-to-run scatter of log loss (robust, dof-corrected): what a prediction interval adds.
             "residual_scale_log": residual_scale(r, n_free),
+            "run_offsets_log": None if run_offsets is None else [_finite_or_none(v) for v in run_offsets],
+            "undetermined": None if undetermined is None else list(undetermined),
             "warnings": messages,
         }
         data_info = {"source": data.source, "hash": data.content_hash(), "columns": dict(data.columns),
@@ -199,6 +220,12 @@ class FitResult:
     @property
     def param_names(self) -> list[str]:
         return list(self.params)
+
+    @property
+    def extrapolation_errors(self) -> dict | None:
+        """The backtest errors that calibrate a curve law's prediction intervals (None until
+        :func:`scalefit.curve_backtest.calibrate` has run on this fit)."""
+        return self.diagnostics.get("extrapolation_errors")
 
     @property
     def success(self) -> bool:
@@ -218,8 +245,13 @@ class FitResult:
         """The law at prepared inputs (a Dataset or Columns): point values and percentile interval.
 
         ``interval="confidence"`` bounds the law's mean; ``"prediction"`` bounds a new run's observed
-        value, adding the fit's run-to-run scatter (``diagnostics["residual_scale_log"]``) to each draw.
+        value, adding the fit's run-to-run scatter (``diagnostics["residual_scale_log"]``) to each draw;
+        ``"calibrated"`` (point laws fitted with :func:`scalefit.backtest.calibrate_points`) widens the
+        prediction interval row by row by the law's own error beyond the fitted budgets, measured by
+        next-budget backtests on the fitted table (:meth:`calibration_halfwidth`).
         """
+        if interval == "calibrated":
+            return self._calibrated(inputs, draws)
         design = self.law.prepare(inputs)
         value = self.law.predict(self.theta[None], design)[0]
         if not draws or self.draws is None or len(self.draws) < 2:
@@ -229,9 +261,47 @@ class FitResult:
         if interval == "prediction":
             samples = with_run_noise(samples, self.diagnostics.get("residual_scale_log"))
         elif interval != "confidence":
-            raise DataError(f"interval '{interval}': use confidence or prediction")
+            raise DataError(f"interval '{interval}': use confidence or prediction, or calibrated (a calibrated fit)",
+                            options=("interval",))
         lo, hi = checked_interval(samples, self.ci, value, self.stretch, self.meta.get("path") or "this fit")
         return Prediction(value, lo, hi, samples)
+
+    def calibration_halfwidth(self, inputs) -> np.ndarray:
+        """Per row of ``inputs``, the log half-width of the law's extrapolation error that the calibrated
+        interval adds (:func:`scalefit.stats.model_error_halfwidth` of the stored record at the row's
+        ratio: its compute, or params for a record made ``by="params"``, over the largest fitted one;
+        0 inside the fitted range, inf when the record has fewer than 2 folds). DataError without a record."""
+        from .stats import model_error_halfwidth
+
+        record = self.extrapolation_errors
+        if self.law.kind != "point":
+            raise DataError(f"law '{self.law.name}' is a curve law: its calibrated intervals come from "
+                            f"scalefit.schedule (interval='calibrated' there)", options=("interval",))
+        if not isinstance(record, dict):
+            raise DataError(f"{self.meta.get('path') or 'this fit'}: interval='calibrated' needs the law's error "
+                            f"beyond the fitted budgets, measured on the fitted table: calibrate "
+                            f"the fit first (scalefit.backtest.calibrate_points)", options=("interval",))
+        role = "params" if record.get("by") == "params" else "flops"
+        span = (self.data_info.get("ranges") or {}).get(role)
+        if not span:
+            raise DataError(f"{self.meta.get('path') or 'this fit'}: the fitted range of {role} is not recorded; "
+                            f"refit to use interval='calibrated'", options=("interval",))
+        if role == "flops" and not inputs.has("flops"):
+            x = 6.0 * inputs.column("params") * inputs.column("tokens")
+        else:
+            x = inputs.column(role)
+        return np.array([model_error_halfwidth(record, float(r), self.ci) for r in np.asarray(x) / float(span[1])])
+
+    def _calibrated(self, inputs, draws: bool) -> Prediction:
+        """The prediction interval widened per row by :meth:`calibration_halfwidth` (see :meth:`evaluate`)."""
+        from .stats import widen
+
+        h = self.calibration_halfwidth(inputs)
+        pred = self.evaluate(inputs, draws, "prediction")
+        if pred.low is None:
+            return pred
+        lo, hi = zip(*(widen(c, a, b, w) for c, a, b, w in zip(pred.value, pred.low, pred.high, h)))
+        return Prediction(pred.value, np.array(lo), np.array(hi), pred.draws)
 
     def predict(self, data=None, interval: str = "confidence", **inputs) -> Prediction:
         """Forecast at given inputs, e.g. ``fit.predict(params=7e9, tokens=1.4e12, interval="prediction")``."""

@@ -17,6 +17,7 @@ tables, the bootstrap over runs, parallel backends and the diagnosis live in :mo
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass
@@ -81,16 +82,17 @@ class Parameterization:
                 raise DataError(f"law '{law.name}' has no parameter '{name}'; parameters are: {', '.join(names)}")
         for name, src in ties.items():
             if src not in names:
-                raise DataError(f"--tie {name}={src}: law '{law.name}' has no parameter '{src}'")
+                raise DataError(f"ties={{{name!r}: {src!r}}}: law '{law.name}' has no parameter '{src}'", options=("ties",))
             if src in ties or src in fixed:
-                raise DataError(f"--tie {name}={src}: '{src}' must itself be free (not tied or fixed)")
+                raise DataError(f"ties={{{name!r}: {src!r}}}: '{src}' must itself be free (not tied or fixed)", options=("ties",))
             if name in fixed:
                 raise DataError(f"parameter '{name}' is both fixed and tied")
         lo, hi = law.bounds_array()
         for name, value in fixed.items():
             i = names.index(name)
             if not (lo[i] <= value <= hi[i]):
-                raise DataError(f"--set {name}={value}: outside the law's bounds [{lo[i]:g}, {hi[i]:g}]")
+                raise DataError(f"fixed={{{name!r}: {value!r}}}: outside the law's bounds [{lo[i]:g}, {hi[i]:g}]",
+                                options=("fixed",))
         self.fixed = {names.index(k): float(v) for k, v in fixed.items()}
         self.ties = {names.index(k): names.index(v) for k, v in ties.items()}
         self.free = [i for i in range(len(names)) if i not in self.fixed and i not in self.ties]
@@ -108,7 +110,8 @@ class Parameterization:
 
     def to_theta(self, u: np.ndarray) -> np.ndarray:
         u = np.atleast_2d(u)
-        free_vals = np.where(self.log, np.exp(u), u)
+        with np.errstate(over="ignore"):  # exp of a linear parameter's u is computed, then not selected
+            free_vals = np.where(self.log, np.exp(u), u)
         theta = free_vals @ self.expand.T
         for i, v in self.fixed.items():
             theta[:, i] = v
@@ -126,7 +129,8 @@ class Parameterization:
     def jac_u(self, jac_theta: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Chain rule: d/du = d/dtheta @ expand, times exp(u) for log parameters."""
         j = jac_theta @ self.expand
-        scale = np.where(self.log, np.exp(u), 1.0)  # (k, q)
+        with np.errstate(over="ignore"):
+            scale = np.where(self.log, np.exp(u), 1.0)  # (k, q)
         return j * scale[:, None, :]
 
     def clip(self, u: np.ndarray) -> np.ndarray:
@@ -165,6 +169,17 @@ class Problem:
         self.param = param
         self.loss = loss
         self.has_jac = None  # decided on first call
+
+    def with_targets(self, logy: np.ndarray) -> "Problem":
+        """This problem with one row of observed log losses per parameter vector ((k, n): the wild
+        bootstrap's pseudo-data), solved as one batch; rows are taken along by :meth:`rows`."""
+        other = copy.copy(self)
+        other.logy = np.asarray(logy, dtype=float)
+        return other
+
+    def rows(self, idx) -> "Problem":
+        """The problem for the parameter vectors ``idx`` of a batch (itself unless targets are per row)."""
+        return self if self.logy.ndim == 1 else self.with_targets(self.logy[idx])
 
     def _yhat(self, theta: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
@@ -237,7 +252,7 @@ def solve_batch(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = N
         out = _solve_block(problem, u0, weights, max_iter=max_iter, ftol=ftol, on_iter=tick(0))
     else:
         w = None if weights is None else np.broadcast_to(weights, (k, problem.n))
-        parts = [_solve_block(problem, u0[i : i + block], None if w is None else w[i : i + block],
+        parts = [_solve_block(problem.rows(slice(i, i + block)), u0[i : i + block], None if w is None else w[i : i + block],
                               max_iter=max_iter, ftol=ftol, on_iter=tick(i // block)) for i in range(0, k, block)]
         out = tuple(np.concatenate(x) for x in zip(*parts))
     if progress is not None:
@@ -269,8 +284,8 @@ def _solve_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = 
             break
         if on_iter is not None:
             on_iter(it)
-        ua, wa = u[idx], w_all[idx]
-        r, J = problem.residuals_and_jac(ua)
+        ua, wa, pa = u[idx], w_all[idx], problem.rows(idx)
+        r, J = pa.residuals_and_jac(ua)
         bad = np.zeros(idx.size, dtype=bool)
         if not (np.isfinite(r).all() and np.isfinite(J).all()):  # rare: scrub only when needed
             bad = ~np.all(np.isfinite(r), axis=1) | ~np.all(np.isfinite(J), axis=(1, 2))
@@ -287,7 +302,7 @@ def _solve_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = 
         except np.linalg.LinAlgError:
             step = -np.stack([np.linalg.lstsq(a, b, rcond=None)[0] for a, b in zip(A, g)])
         u_new = problem.param.clip(ua + step)
-        f_new = problem.objective(u_new, wa)
+        f_new = pa.objective(u_new, wa)
         f_old = f[idx]
         better = (f_new < f_old) & ~bad
         small = better & ((f_old - f_new) <= ftol * np.maximum(f_old, 1e-300))

@@ -111,3 +111,69 @@ def with_run_noise(samples: np.ndarray, sigma: float) -> np.ndarray:
     require_run_scale(sigma)
     noise = np.random.default_rng(0).normal(0.0, sigma, size=np.shape(samples)[0])
     return np.asarray(samples) * np.exp(noise).reshape((-1,) + (1,) * (np.ndim(samples) - 1))
+
+
+# ------------------------------------------------------------------------------------------------ curve laws
+def _t_prediction(n: int, ci: float) -> float:
+    """Student-t factor of a prediction interval for one new value from ``n`` observed ones whose mean is
+    estimated too (df n - 1): t_{n-1} * sqrt(1 + 1/n). inf below 2 values: nothing to estimate a scale from."""
+    from scipy.stats import t
+
+    if n < 2:
+        return math.inf
+    return float(t.ppf(0.5 + ci / 2, n - 1) * math.sqrt(1.0 + 1.0 / n))
+
+
+def _t_zero_mean(n: int, ci: float) -> float:
+    """Student-t factor for one new error from the root mean square of ``n`` observed errors of mean zero
+    (a forecast is not bias-corrected, so the scale is their RMS and has n degrees of freedom): t_n.
+    inf below 2 errors."""
+    from scipy.stats import t
+
+    if n < 2:
+        return math.inf
+    return float(t.ppf(0.5 + ci / 2, n))
+
+
+def run_scatter_halfwidth(run_offsets, ci: float) -> float:
+    """Half-width (log loss) that one new run's offset from the law adds: the per-run mean residuals'
+    standard deviation times t_{runs-1} sqrt(1 + 1/runs). NaN with fewer than 2 runs."""
+    x = np.asarray([v for v in (run_offsets or []) if v is not None and math.isfinite(v)], dtype=float)
+    if x.size < 2:
+        return float("nan")
+    return _t_prediction(x.size, ci) * float(np.std(x, ddof=1))
+
+
+def model_error_halfwidth(record: dict, ratio: float, ci: float) -> float:
+    """Half-width (log loss) of the law's own extrapolation error for a forecast ``ratio`` times the
+    longest fitted horizon, from the backtest errors in ``record``
+    (:func:`scalefit.curve_backtest.extrapolation_errors`).
+
+    Two parts in quadrature, each a t bound on one new error from its folds' root mean square
+    (:func:`_t_zero_mean`): a new schedule misses like the leave-one-curve-out forecasts did, and a
+    longer horizon adds the error per unit log-horizon that the half-length fits made, times log(ratio)
+    (for ratio > 1). inf when a needed part has fewer than 2 folds: say so rather than pretend. A record
+    without a "shape" key (:func:`scalefit.backtest.next_budget_errors`) has no shape part.
+    """
+    def rms(values):
+        return float(np.sqrt(np.mean(np.square(values)))) if len(values) else float("nan")
+
+    shape = [e for e, _ in record.get("shape") or []]
+    horizon = [e / math.log(r) for e, r in record.get("horizon") or [] if r > 1.0]
+    h_shape = _t_zero_mean(len(shape), ci) * rms(shape) if shape else math.inf
+    if "shape" not in record:  # a point law's record (next-budget backtests): no new-schedule part
+        h_shape = 0.0
+    h_hor = 0.0
+    if ratio > 1.0:
+        h_hor = _t_zero_mean(len(horizon), ci) * rms(horizon) * math.log(ratio) if horizon else math.inf
+    return float(math.hypot(h_shape, h_hor))
+
+
+def widen(center: float, lo: float, hi: float, halfwidth: float) -> tuple[float, float]:
+    """The interval [lo, hi] about ``center`` widened by an independent error of ``halfwidth`` (log
+    units): each side's log distance to the center is added in quadrature."""
+    if not math.isfinite(halfwidth):
+        return 0.0, math.inf
+    dlo = math.log(center / lo) if lo > 0 else math.inf
+    dhi = math.log(hi / center) if hi > 0 else math.inf
+    return center * math.exp(-math.hypot(dlo, halfwidth)), center * math.exp(math.hypot(dhi, halfwidth))

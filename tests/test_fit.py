@@ -55,19 +55,20 @@ def test_parallel_bootstrap_equals_serial(epoch_data):
 def test_repeated_resamples_are_solved_once_with_identical_draws(monkeypatch):
     """4 runs give at most 35 distinct resamples: 300 draws solve only those, and the draws equal
     solving every resample on its own."""
-    fitmod = importlib.import_module("scalefit.fit")  # the package attribute "fit" is the function
+    bootmod = importlib.import_module("scalefit.bootstrap")
     law = get_law("chinchilla")
     N, D = np.meshgrid([1e8, 3e8, 1e9, 3e9], [2e9, 6e9, 2e10])
     frame = pd.DataFrame({"params": N.ravel(), "tokens": D.ravel(), "run": np.tile(["a", "b", "c", "d"], 3)})
     y = law.predict(law.reference_theta()[None], law.prepare(from_frame(frame, required=["params", "tokens"])))[0]
     frame["loss"] = y * np.exp(np.random.default_rng(1).normal(0, 0.01, len(y)))
     calls = []
-    real_chunk = fitmod._bootstrap_chunk
-    monkeypatch.setattr(fitmod, "_bootstrap_chunk", lambda *args: calls.append(args) or real_chunk(*args))
-    result = fit(law, from_frame(frame, required=["params", "tokens", "loss"]), n_bootstrap=300, seed=2)
+    real_chunk = bootmod._bootstrap_chunk
+    monkeypatch.setattr(bootmod, "_bootstrap_chunk", lambda *args: calls.append(args) or real_chunk(*args))
+    result = fit(law, from_frame(frame, required=["params", "tokens", "loss"]), n_bootstrap=300, seed=2,
+                 bootstrap_method="runs")
     assert sum(len(c[2]) for c in calls) <= 35 and result.draws.shape == (300, 5)
-    problem, u_hat, _, codes = calls[0]
-    every = real_chunk(problem, u_hat, fitmod.bootstrap_counts(4, 300, 2), codes)
+    problem, u_hat, _, codes, _ = calls[0]
+    every = real_chunk(problem, u_hat, bootmod.bootstrap_counts(4, 300, 2), codes)
     np.testing.assert_array_equal(result.draws, problem.param.to_theta(every))
 
 

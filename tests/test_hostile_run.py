@@ -272,15 +272,19 @@ def test_streamed_resamples_equal_resamples_drawn_at_once(monkeypatch):
     """Past a size the bootstrap draws resamples chunk by chunk (bounded memory): the same draws."""
     import importlib
 
-    fitmod = importlib.import_module("scalefit.fit")
+    bootmod = importlib.import_module("scalefit.bootstrap")
     calls = []
-    real_chunk = fitmod._bootstrap_chunk
-    monkeypatch.setattr(fitmod, "_bootstrap_chunk", lambda *args: calls.append(args) or real_chunk(*args))
-    at_once = fit("chinchilla", from_frame(chinchilla_frame(), required=ROLES), n_bootstrap=40, seed=3)
-    problem, u_hat, _, codes = calls[0]
-    monkeypatch.setattr(fitmod, "_DEDUP_ELEMENTS", 0)
-    streamed = fitmod.run_bootstrap(problem, u_hat, codes, 40, 3)
-    np.testing.assert_array_equal(problem.param.to_theta(streamed), at_once.draws)
+    real_chunk = bootmod._bootstrap_chunk
+    monkeypatch.setattr(bootmod, "_bootstrap_chunk", lambda *args: calls.append(args) or real_chunk(*args))
+    for method in ("runs", "wild"):
+        calls.clear()
+        at_once = fit("chinchilla", from_frame(chinchilla_frame(), required=ROLES), n_bootstrap=40, seed=3,
+                      bootstrap_method=method)
+        problem, u_hat, _, codes, wild = calls[0]
+        monkeypatch.setattr(bootmod, "_DEDUP_ELEMENTS", 0)
+        streamed = bootmod.run_bootstrap(problem, u_hat, codes, 40, 3, method=method)
+        monkeypatch.setattr(bootmod, "_DEDUP_ELEMENTS", 2**22)
+        np.testing.assert_array_equal(problem.param.to_theta(streamed), at_once.draws)
 
 
 # ---------------------------------------------------------------------- 12: progress of the multi-start

@@ -35,7 +35,7 @@ def test_round_trip_predicts_bit_identically(example_fit, tmp_path):
 def test_never_overwrites_without_force(example_fit, tmp_path):
     path = tmp_path / "fit.json"
     path.write_text("precious")
-    with pytest.raises(ScalefitError, match="already exists; pass --force"):
+    with pytest.raises(ScalefitError, match="already exists; pass force=True"):
         example_fit.save(path)
     assert path.read_text() == "precious"
     example_fit.save(path, force=True)

@@ -27,7 +27,7 @@ def _where(frame, items, source):
 def compare(
     runs: str = typer.Argument(..., help="Runs table (parquet, CSV, JSONL); one row per run or per checkpoint."),
     laws: str = typer.Option("chinchilla,kaplan,farseer", "--laws", help="Comma-separated law names."),
-    holdout: str = typer.Option("largest", "--holdout", help="'largest' or 'largest:K': models held out."),
+    holdout: Optional[str] = typer.Option(None, "--holdout", help="'largest' (default) or 'largest:K': models held out; curve laws: 'loco' (default), 'run:NAME' or 'horizon:0.5'."),
     holdout_by: str = typer.Option("params", "--holdout-by", help="Rank models by 'params' or 'compute'."),
     col: Optional[List[str]] = typer.Option(None, "--col", help="ROLE=COLUMN mapping (repeatable)."),
     where: Optional[List[str]] = typer.Option(None, "--where", help="Keep rows with COLUMN=VALUE (repeatable)."),
@@ -35,6 +35,9 @@ def compare(
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Drop rows with NaN or non-positive values instead of failing."),
     law_file: Optional[List[str]] = typer.Option(None, "--law-file", help="Also load laws from this Python file."),
     delta: float = typer.Option(1e-3, "--delta", help="Huber delta on log residuals."),
+    bootstrap: int = typer.Option(0, "--bootstrap", "-b", help="Curve laws: bootstrap draws per fold, for interval coverage."),
+    lr_table: Optional[str] = typer.Option(None, "--lr-table", help="Curve laws: dense table run, step, lr."),
+    schedule: Optional[List[str]] = typer.Option(None, "--schedule", help="Curve laws: RUN=SPEC LR schedule (repeatable)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per law."),
 ):
     """Fit each law without the largest models and report in-range and held-out absolute relative error."""
@@ -45,6 +48,15 @@ def compare(
     from ..fit import check_options
     from ..registry import get_law
 
+    kinds = {get_law(n.strip(), law_file or ()).kind for n in laws.split(",") if n.strip()}
+    if kinds == {"curve"}:
+        return _compare_curves(runs, [get_law(n.strip(), law_file or ()) for n in laws.split(",") if n.strip()],
+                               holdout or "loco", col, where, drop_invalid, delta, bootstrap, lr_table, schedule,
+                               json_out)
+    if "curve" in kinds:
+        raise DataError("--laws mixes curve laws with point laws; compare curve laws (multipower, lr_annealing) "
+                        "with each other")
+    holdout = holdout or "largest"
     parse_holdout(holdout)  # bad usage fails before anything is read
     if holdout_by not in ("params", "compute"):
         raise DataError(f"--holdout-by '{holdout_by}': use 'params' or 'compute'")
@@ -96,3 +108,37 @@ def compare(
                       params, f"{r['seconds']:.2f}")
     console.print(table)
     console.print("* lowest held-out error", style="dim")
+
+
+def _compare_curves(runs, models, holdout, col, where, drop_invalid, delta, bootstrap, lr_table, schedule, json_out):
+    """``compare`` for curve laws: the same folds (leave one curve out, or half horizon) for every law."""
+    from ..curve_backtest import compare_curves, curve_folds
+    from ..curves import load_for, parse_schedule_options
+    from ..data import parse_column_mapping, read_table
+    from ..fit import check_options
+
+    check_options(delta=delta, n_bootstrap=bootstrap)
+    frame = _where(read_table(runs), where, runs)
+    data = load_for(models[0], frame, columns=parse_column_mapping(col or []), lr_table=lr_table,
+                    schedules=parse_schedule_options(schedule), drop_invalid=drop_invalid)
+    for line in data.dropped:
+        warn(line)
+    curve_folds(data, holdout)
+    with err_console.status("backtesting") as status:
+        rows = compare_curves(models, data, holdout, delta=delta, n_bootstrap=bootstrap,
+                              progress=lambda name: status.update(f"backtesting {name} ({holdout})"))
+    if json_out:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    best = min(rows, key=lambda r: r["mean_abs_rel_error"])["law"]
+    table = Table(title=f"{runs}: {holdout}, {rows[0]['folds']} fold(s)")
+    for c in ("law", "final-loss |error|", "R² held out", "MAE held out", "intervals covered", "seconds"):
+        table.add_column(c, justify="left" if c == "law" else "right")
+    for r in rows:
+        cov = "–" if r["intervals"] is None else f"{r['covered']} of {r['intervals']}"
+        table.add_row(r["law"] + (" *" if r["law"] == best else ""), f"{100 * r['mean_abs_rel_error']:.3f} %",
+                      fmt(r["mean_r2"], 4), fmt(r["mean_mae"], 4), cov, f"{r['seconds']:.1f}")
+    console.print(table)
+    console.print("* lowest final-loss error", style="dim")

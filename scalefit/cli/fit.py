@@ -10,6 +10,7 @@ from ._output import console, emit_json, err_console, fmt, info, warn
 
 
 def fit_command(
+    ctx: typer.Context,
     runs: str = typer.Argument(..., help="Runs table: parquet, CSV or JSONL (one row per run, or per step for curve laws)."),
     law: str = typer.Option("chinchilla", "--law", "-l", help="Law name (see `scalefit laws list`)."),
     law_file: Optional[List[str]] = typer.Option(None, "--law-file", help="Load laws from this Python file (repeatable)."),
@@ -19,7 +20,9 @@ def fit_command(
     tie: Optional[List[str]] = typer.Option(None, "--tie", help="Tie parameters: --tie beta=alpha (repeatable)."),
     loss: str = typer.Option("huber", "--loss", help="huber (default), lsq or l1, on log residuals."),
     delta: float = typer.Option(1e-3, "--delta", help="Huber width on log residuals."),
-    bootstrap: int = typer.Option(0, "--bootstrap", "-b", help="Bootstrap resamples of runs for intervals."),
+    bootstrap: int = typer.Option(0, "--bootstrap", "-b", help="Bootstrap draws for intervals."),
+    bootstrap_method: str = typer.Option("auto", "--bootstrap-method", help="runs (resample runs), wild (wild cluster: one weight per run's residuals) or auto (wild below 10 runs)."),
+    calibrate: Optional[bool] = typer.Option(None, "--calibrate/--no-calibrate", help="Measure the law's extrapolation error by backtests on this table for calibrated intervals. Curve laws: leave one curve out, half horizon (default: on with --bootstrap). Point laws (only when given): forecast the largest compute budgets in turn from the smaller ones, for `predict --interval calibrated`."),
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap (same seed, same output)."),
     ci: float = typer.Option(0.95, "--ci", help="Interval level."),
     interval: str = typer.Option("stretched", "--interval", help="stretched (default: percentile interval stretched by t_{runs-params}/z) or percentile."),
@@ -35,7 +38,7 @@ def fit_command(
     schedule: Optional[List[str]] = typer.Option(None, "--schedule", help="Curve laws: RUN=SPEC LR schedule (repeatable)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when diagnostics flag a problem (bound, poor convergence)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-    holdout: Optional[str] = typer.Option(None, "--holdout", help="Backtest: fit without the 'largest' or 'largest:K' models and score them (ARE)."),
+    holdout: Optional[str] = typer.Option(None, "--holdout", help="Backtest: fit without the 'largest' or 'largest:K' models and score them (ARE); curve laws: 'loco', 'run:NAME' or 'horizon:0.5'."),
     holdout_by: str = typer.Option("params", "--holdout-by", help="Rank models for --holdout by 'params' or 'compute'."),
     x_col: Optional[str] = typer.Option(None, "--x", help="loss_to_loss: the source loss column (role loss_x)."),
     y_col: Optional[str] = typer.Option(None, "--y", help="loss_to_loss: the target loss column (role loss_y)."),
@@ -45,11 +48,12 @@ def fit_command(
     from ..errors import CheckFailed
     from ..fit import check_options, fit
     from ..registry import get_law
-    from ._options import parse_assignments, parse_law_options, parse_ties
+    from ._options import library_flags, parse_assignments, parse_law_options, parse_ties
 
-    # Everything that can be refused is refused before the table is read or a worker started.
+    # Everything that can be refused is refused before the table is read or a worker started. ``names``:
+    # fit()'s parameters as this command's flags, from the one table the CLI boundary uses for every error.
     check_options(loss=loss, delta=delta, n_bootstrap=bootstrap, ci=ci, seed=seed, jobs=jobs, backend=backend,
-                  interval=interval, names=FIT_FLAGS)
+                  interval=interval, bootstrap_method=bootstrap_method, names=library_flags(ctx.command))
     _check_outputs(out=out, plot=plot, force=force, inputs=[runs, lr_table])
     law_obj = get_law(law, law_file or []).with_options(**parse_law_options(law_opt))
     columns = parse_column_mapping(col or [])
@@ -67,17 +71,45 @@ def fit_command(
                     drop_invalid=drop_invalid, loss_unit=loss_unit, params_convention=params_convention)
     for line in data.dropped:
         warn(f"{runs}: {line}")
-    split = full = None
-    if holdout:
+    from ..law import CurveLaw
+
+    curve = isinstance(law_obj, CurveLaw)
+    split = full = curve_bt = None
+    if holdout and curve:
+        from ..curve_backtest import curve_folds
+
+        curve_folds(data, holdout)  # a bad spec or run name fails before any fit
+    elif holdout:
         from ..backtest import holdout_split
 
         split = holdout_split(full := data, holdout, holdout_by)
         data = full.subset(split.train)
+    calibrate_budgets = bool(calibrate) and not curve  # point laws: opt-in next-budget backtests
+    if calibrate_budgets and not {"params", "tokens"} <= set(law_obj.inputs):
+        from ..errors import DataError
 
+        raise DataError(f"--calibrate backtests compute budgets: law '{law_obj.name}' does not forecast from "
+                        f"params and tokens")
+    calibrate = curve and (bootstrap > 0 if calibrate is None else calibrate)
+
+    fit_kw = dict(loss=loss, delta=delta, fixed=fixed, ties=ties, n_bootstrap=bootstrap, ci=ci, seed=seed, jobs=jobs,
+                  backend=backend, bootstrap_method=bootstrap_method)
     progress_cb, progress_ctx = _progress(bootstrap)
     with progress_ctx:
-        result = fit(law_obj, data, loss=loss, delta=delta, fixed=fixed, ties=ties, n_bootstrap=bootstrap,
-                     ci=ci, seed=seed, jobs=jobs, backend=backend, progress=progress_cb, interval=interval)
+        result = fit(law_obj, data, progress=progress_cb, interval=interval, **fit_kw)
+        if calibrate:
+            from ..curve_backtest import calibrate as run_calibration
+
+            run_calibration(result, data, progress=_stage(progress_cb, "calibration"))
+        if calibrate_budgets:
+            from ..backtest import calibrate_points
+
+            calibrate_points(result, data, progress=_stage(progress_cb, "calibration-budgets"))
+        if holdout and curve:
+            from ..curve_backtest import curve_backtest
+
+            curve_bt = curve_backtest(law_obj, data, holdout, progress=_stage(progress_cb, "backtest"),
+                                      calibrated=calibrate and bootstrap > 0, **fit_kw)
     if out:
         result.save(out, force=force)
     if plot:
@@ -87,11 +119,17 @@ def fit_command(
         from ..backtest import score_split
 
         backtest = score_split(law_obj, result.theta, full, split)
+    if curve_bt is not None:
+        backtest = curve_bt.to_dict()
     if json_out:
         emit_json({**result.summary(), "backtest": backtest} if backtest else result.summary())
     else:
         print_fit(result)
-        if backtest:
+        if calibrate_budgets:
+            print_budget_calibration(result)
+        if curve_bt is not None:
+            print_curve_backtest(curve_bt, result.ci)
+        if backtest and curve_bt is None:
             console.print(f"backtest (held out {backtest['held_out'][0]}, {backtest['n_test']} points"
                           f"{', checkpoints from 70 % of training' if backtest['checkpoints'] else ''}): "
                           f"held-out ARE {100 * backtest['holdout_are']:.3f} %, "
@@ -112,22 +150,17 @@ def fit_command(
         raise CheckFailed("--strict: the fit's diagnostics flag a problem (see warnings above)")
 
 
-# fit()'s parameters as the user typed them, so that a refused value is named by its flag.
-FIT_FLAGS = {"loss": "--loss", "delta": "--delta", "n_bootstrap": "--bootstrap", "ci": "--ci", "seed": "--seed",
-             "jobs": "--jobs", "backend": "--backend", "interval": "--interval"}
-
-
 def _check_outputs(*, out: str | None, plot: str | None, force: bool, inputs=()) -> None:
     """Refuse, before any work, an output that cannot or must not be written (a folder, an unwritable
     folder, an existing file without --force, --out and --plot naming one file, an input) or a plot
     format that cannot be drawn."""
     from .._io import check_outputs
 
-    check_outputs({"--out": out, "--plot": plot}, inputs, force=force)
+    check_outputs({"out": out, "plot": plot}, inputs, force=force)
     if plot is not None:
         from ..plot import check_plot_path
 
-        check_plot_path(plot, force)
+        check_plot_path(plot, force, param="plot")
 
 
 def _plot(result, data, path: str, force: bool) -> None:
@@ -152,7 +185,50 @@ def _register_backend(backend: str) -> None:
 
 
 _STAGES = {"starts": "fit: screening starts", "refine": "fit: refining the best starts",
-           "polish": "fit: polishing", "full-data": "fit: refining on every row", "bootstrap": "bootstrap"}
+           "polish": "fit: polishing", "full-data": "fit: refining on every row", "bootstrap": "bootstrap",
+           "calibration": "calibration: backtests on the fitted curves", "backtest": "backtest: folds",
+           "calibration-budgets": "calibration: next-budget backtests"}
+
+
+def _stage(progress_cb, stage: str):
+    """A two-argument progress callback reporting as ``stage`` on the fit's bar (None without a bar)."""
+    return None if progress_cb is None else (lambda done, total: progress_cb(done, total, stage))
+
+
+def print_budget_calibration(result) -> None:
+    """One line: how many next-budget folds and held-out runs calibrate ``predict --interval calibrated``."""
+    record = result.extrapolation_errors or {}
+    folds, runs = record.get("folds", 0), record.get("runs", 0)
+    if folds < 2:  # the plain warning comes with the fit's warnings
+        console.print(f"calibration: {folds} next-budget fold(s), {runs} held-out run(s): too few; the "
+                      f"calibrated interval is unbounded beyond the fitted compute", highlight=False)
+        return
+    from ..stats import model_error_halfwidth
+
+    per_decade = model_error_halfwidth(record, 10.0, result.ci)
+    console.print(f"calibration: {folds} next-budget folds ({runs} held-out runs, one error per fold); "
+                  f"`predict --interval calibrated` adds ±{100 * per_decade:.2f} % (log) at 10x the largest "
+                  f"fitted compute, nothing inside the fitted range", highlight=False)
+
+
+def print_curve_backtest(bt, ci: float) -> None:
+    """One row per held-out curve: final-loss error, fit over the held-out points, interval coverage."""
+    from rich.table import Table
+
+    table = Table(title=f"backtest {bt.holdout}: {bt.folds} fold(s), {bt.seconds:.1f} s", title_justify="left")
+    for name in ("fold", "curve", "observed final", "forecast", "error", "R² held out", "MAE held out",
+                 f"{ci:.0%} interval"):
+        table.add_column(name, justify="left" if name in ("fold", "curve") else "right")
+    for c in bt.curves:
+        interval = "–" if c.low is None else f"[{fmt(c.low)}, {fmt(c.high)}] {'✓' if c.covered else '✗'}"
+        table.add_row(c.fold, c.run, fmt(c.observed_final, 5), fmt(c.predicted_final, 5),
+                      f"{100 * c.rel_error:+.2f} %", fmt(c.r2, 4), fmt(c.mae, 3), interval)
+    console.print(table)
+    cov = bt.coverage
+    line = f"mean |error| of the final loss {100 * bt.mean_abs_rel_error:.2f} %"
+    if cov:
+        line += f"; intervals covered {cov[0]} of {cov[1]}"
+    console.print(line, highlight=False)
 
 
 def _progress(total: int):

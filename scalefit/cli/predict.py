@@ -18,7 +18,7 @@ def predict_command(
     tokens: Optional[str] = typer.Option(None, "--tokens", "-D", help="Training tokens, e.g. 1.4T."),
     compute: Optional[str] = typer.Option(None, "--compute", "-C", help="Training FLOPs (6ND), e.g. 5.76e23."),
     ci: Optional[float] = typer.Option(None, "--ci", help="Interval level (default: the fit's)."),
-    interval: str = typer.Option("confidence", "--interval", help="confidence: the law's mean loss; prediction: a new run's observed loss (adds run-to-run noise)."),
+    interval: str = typer.Option("confidence", "--interval", help="confidence: the law's mean loss; prediction: a new run's observed loss (adds run-to-run noise); calibrated: prediction widened by the law's error beyond the fitted budgets (a fit made with --calibrate)."),
     hours: Optional[str] = typer.Option(None, "--hours", help="Wall-clock budget: search shapes for the lowest loss (see `scalefit cost search`)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help="With --hours: device, e.g. H100."),
     gpus: int = typer.Option(1, "--gpus", "-g", help="With --hours: number of devices."),
@@ -46,9 +46,9 @@ def predict_command(
         h = echo_size(hours, "--hours", "hours")
         check_range("hours", h)
         check_gpus(gpus)
-    if interval == "prediction" and law and reference and not fit_path:  # before the law is looked up
-        raise DataError("--interval prediction needs a fit (--fit fit.json): published values carry no "
-                        "run-to-run scatter")
+    if interval in ("prediction", "calibrated") and law and reference and not fit_path:  # before the law is looked up
+        raise DataError(f"--interval {interval} needs a fit (--fit fit.json): published values carry no "
+                        "run-to-run scatter" + (" nor backtest errors" if interval == "calibrated" else ""))
     from ..source import resolve
 
     src = resolve(fit_path, law, reference, law_files=law_file, ci=ci)
@@ -61,8 +61,13 @@ def predict_command(
         run_search(law_obj, theta, draws, level, src.units, stretch=src.stretch, hours=h, hardware=hardware, gpus=gpus,
                    calibration=calibration, json_out=json_out, source=source)
         return
+    if interval == "calibrated" and src.fit is not None and src.law.kind == "point" \
+            and src.fit.extrapolation_errors is None:
+        raise DataError(f"{fit_path}: --interval calibrated needs the law's error beyond the fitted budgets; "
+                        f"refit with `scalefit fit ... --calibrate`")
     result_fc = forecast(law_obj, theta, draws, params=n, tokens=d, compute=c, ci=level, ranges=src.ranges,
-                         interval=interval, residual_scale=src.residual_scale, stretch=src.stretch)
+                         interval=interval, residual_scale=src.residual_scale, stretch=src.stretch,
+                         calibration=src.fit.extrapolation_errors if src.fit is not None else None)
     for message in result_fc.warnings:
         warn(message)
     if json_out:
@@ -87,3 +92,9 @@ def predict_command(
         table.add_row(label, value, interval)
     table.add_row("tokens / param", fmt(result_fc.tokens.value / result_fc.params.value, 4), "")
     console.print(table)
+    cal = result_fc.calibration
+    if cal is not None:
+        console.print(f"calibrated: the loss interval adds the law's error beyond the fitted budgets, "
+                      f"±{100 * cal['halfwidth_log']:.2f} % (log) at {cal['ratio']:.3g}x the largest fitted "
+                      f"{cal['by']}, from {cal['folds']} next-budget backtest fold(s); other intervals are "
+                      f"parameter uncertainty only", highlight=False)

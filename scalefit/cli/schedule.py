@@ -35,6 +35,7 @@ RunOpt = typer.Option(None, "--run", help="Run(s) of --lr-table to use (repeatab
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object.")
 PlotOpt = typer.Option(None, "--plot", help="Write a figure (.png, .pdf or .svg).")
 CiOpt = typer.Option(None, "--ci", help="Interval level (default: the fit's, or 0.95).")
+IntervalOpt = typer.Option("auto", "--interval", help="confidence (the law's mean), prediction (+ a new run's offset), calibrated (+ the law's extrapolation error measured by backtests at fit time) or auto (default: the most honest the fit can give).")
 ForceOpt = typer.Option(False, "--force", help="Overwrite --plot if it exists.")
 
 
@@ -191,6 +192,7 @@ def predict(
     data_lr_table: Optional[str] = typer.Option(None, "--data-lr-table", help="Dense LR table for the --data runs."),
     holdout: Optional[List[str]] = typer.Option(None, "--holdout", help="Mark this --data run as held out (repeatable)."),
     ci: Optional[float] = CiOpt,
+    interval: str = IntervalOpt,
     plot: Optional[str] = PlotOpt,
     force: bool = ForceOpt,
     json_out: bool = JsonOpt,
@@ -205,7 +207,7 @@ def predict(
     if plot:
         from ..plot import check_plot_path
 
-        check_plot_path(plot, force)
+        check_plot_path(plot, force, param="plot")
     if data is None and (schedule is None and lr_table is None):
         _schedules(None, None, None)  # raises the how-to message
     scheds = {}
@@ -216,13 +218,15 @@ def predict(
         if at is not None:
             check_step(at, T)
     p = _params(fit_path, law, reference, set_, law_opt, law_file, ci)
+    interval = p.resolve_interval(interval)
+    p.halfwidth(interval, 1)  # a kind this fit cannot give fails before the work
     out, pred = {}, None
     if scheds:
         stride = check_prediction(p, name, sched, every)  # the memory of the whole job, before any work
         if every is None and stride > 1:
             info(f"{T:,} steps: reporting every {stride:,}th step (--every 1 reports all)")
         with _Progress() as bar:
-            pred = predict_for(p, name, sched, every=stride, at=at, progress=bar.update)
+            pred = predict_for(p, name, sched, every=stride, at=at, progress=bar.update, interval=interval)
         for message in pred.warnings:
             warn(message)
         out = pred.to_dict()
@@ -254,7 +258,7 @@ def _interval_text(out: dict, key: str) -> str:
     """'  [low, high] (95%)' for the number ``key`` of a prediction (its own interval), or ''."""
     if f"{key}_low" not in out:
         return ""
-    return f"  [{fmt(out[key + '_low'], 6)}, {fmt(out[key + '_high'], 6)}] ({out['ci']:.0%})"
+    return f"  [{fmt(out[key + '_low'], 6)}, {fmt(out[key + '_high'], 6)}] ({out['ci']:.0%} {out['interval']})"
 
 
 def _print_predict(out: dict) -> None:
@@ -300,6 +304,7 @@ def compare(
     law_file: Optional[List[str]] = LawFileOpt,
     at: Optional[str] = typer.Option(None, "--at", help="Compare the loss at this step instead of the last."),
     ci: Optional[float] = CiOpt,
+    interval: str = IntervalOpt,
     plot: Optional[str] = PlotOpt,
     force: bool = ForceOpt,
     json_out: bool = JsonOpt,
@@ -312,14 +317,16 @@ def compare(
     if plot:
         from ..plot import check_plot_path
 
-        check_plot_path(plot, force)
+        check_plot_path(plot, force, param="plot")
     scheds = _schedules(schedule, lr_table, run)
     if at is not None:
         for name, sched in scheds.items():
             check_step(at, schedule_steps(sched), schedule=name)
     p = _params(fit_path, law, reference, set_, law_opt, law_file, ci)
+    interval = p.resolve_interval(interval)
+    p.halfwidth(interval, 1)
     with _Progress() as bar:
-        result = compare_for(p, scheds, at=at, progress=bar.update)
+        result = compare_for(p, scheds, at=at, progress=bar.update, interval=interval)
     for message in result.warnings:
         warn(message)
     if plot:
@@ -340,7 +347,8 @@ def _print_compare(p, result, at: Optional[int]) -> None:
     console.print(line(styled(p.law.name, "bold"), f" from {p.source}"), highlight=False)
     table = Table(title="predicted loss" + (f" at step {at}" if at is not None else " at the last step"))
     has_ci = result.has_intervals
-    for c in ("schedule", "steps", "loss", *((f"{result.ci:.0%} interval",) if has_ci else ()), "vs best",
+    for c in ("schedule", "steps", "loss", *((f"{result.ci:.0%} {result.interval} interval",) if has_ci else ()),
+              "vs best",
               *((f"vs best {result.ci:.0%}",) if has_ci else ())):
         table.add_column(c, justify="left" if c == "schedule" else "right", overflow="fold")
     labels, common = _short_names([r.schedule for r in result.rows])
@@ -409,7 +417,7 @@ def optimize(
     if plot:
         from ..plot import check_plot_path
 
-        check_plot_path(plot, force)
+        check_plot_path(plot, force, param="plot")
     check_memory(optimize_bytes(T), f"--steps {steps}")
     p = _params(fit_path, law, reference, set_, law_opt, law_file, ci)
     with _Progress() as bar:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import option_error
 from .spec import Schedule, as_lr, check_memory, lr_bytes, parse_schedule
 
 if TYPE_CHECKING:
@@ -51,15 +51,15 @@ def default_every(steps: int) -> int:
     return max(1, -(-int(steps) // DEFAULT_POINTS))
 
 
-def check_step(value, steps: int, what: str = "--at", schedule: str = "") -> int:
-    """A step index of a ``steps``-step schedule (0 .. steps-1), or DataError naming ``what``."""
+def check_step(value, steps: int, what: str = "at", schedule: str = "") -> int:
+    """A step index of a ``steps``-step schedule (0 .. steps-1), or DataError naming the parameter ``what``."""
     try:
         step = int(value)
     except (TypeError, ValueError, OverflowError):
-        raise DataError(f"{what} {value}: not a whole step number") from None
+        raise option_error(what, value, "not a whole step number") from None
     if step != value or not 0 <= step < steps:
         which = f"schedule '{schedule}'" if schedule else "the schedule"
-        raise DataError(f"{what} {value}: {which} has steps 0..{steps - 1}")
+        raise option_error(what, value, f"{which} has steps 0..{steps - 1}")
     return step
 
 
@@ -73,13 +73,13 @@ def schedule_steps(schedule: "str | Schedule | np.ndarray") -> int:
 def prediction_steps(eta: np.ndarray, every: int = 1) -> np.ndarray:
     """Steps at which to report a curve: every ``every`` steps from the first with LR area, plus the last."""
     if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
-        raise DataError(f"--every {every}: use a positive whole number of steps")
+        raise option_error("every", every, "use a positive whole number of steps")
     every = min(int(every), eta.size)  # a larger stride reports the first and the last step only
     first = int(np.argmax(np.cumsum(eta) > 0))
     return np.unique(np.r_[np.arange(first, eta.size, every), eta.size - 1])
 
 
-def horizon_warnings(lengths: Mapping[str, int], fitted_steps: int | None) -> list[str]:
+def horizon_warnings(lengths: Mapping[str, int], fitted_steps: int | None, calibrated: bool = False) -> list[str]:
     """One message per schedule (name -> number of steps) that runs past the longest fitted curve.
 
     Curve laws identify their long-horizon terms poorly: a multipower fit on the official 24k-step
@@ -88,8 +88,10 @@ def horizon_warnings(lengths: Mapping[str, int], fitted_steps: int | None) -> li
     """
     if not fitted_steps:
         return []
+    error = ("the interval includes the extrapolation error measured on the fitted curves" if calibrated else
+             "the interval does not include that error (use the calibrated interval)")
     return [f"{name}: {n:,} steps is {n / fitted_steps:.1f}x the longest fitted curve ({fitted_steps:,} steps): "
-            f"the long-horizon loss is extrapolated and the interval does not include that error"
+            f"the long-horizon loss is extrapolated and {error}"
             for name, n in lengths.items() if n > HORIZON_SLACK * fitted_steps]
 
 
@@ -161,6 +163,7 @@ class SchedulePrediction(_ReadsAsMapping):
     samples_at_step: np.ndarray | None = field(default=None, repr=False)
     schedule: str | None = None  # the schedule's name (set by predict_for)
     warnings: list[str] = field(default_factory=list)
+    interval: str = "confidence"  # what the intervals bound (see predict_for)
 
     _sample_keys = ("samples", "samples_at_step")
 
@@ -171,7 +174,7 @@ class SchedulePrediction(_ReadsAsMapping):
         if self.at_step is not None:
             out["at_step"], out["loss_at_step"] = self.at_step, self.loss_at_step
         if self.final_loss_interval is not None:
-            out["ci"] = self.ci
+            out["ci"], out["interval"] = self.ci, self.interval
             out["final_loss_low"], out["final_loss_high"] = self.final_loss_interval
             if self.loss_at_step_interval is not None:
                 out["loss_at_step_low"], out["loss_at_step_high"] = self.loss_at_step_interval
@@ -215,13 +218,15 @@ class ScheduleComparison:
     ci: float
     warnings: list[str] = field(default_factory=list)
     lrs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    interval: str = "confidence"
 
     @property
     def has_intervals(self) -> bool:
         return any(r.interval is not None for r in self.rows)
 
     def to_dict(self) -> dict:
-        return {"ci": self.ci, "schedules": [r.to_dict() for r in self.rows], "warnings": list(self.warnings)}
+        return {"ci": self.ci, "interval": self.interval, "schedules": [r.to_dict() for r in self.rows],
+                "warnings": list(self.warnings)}
 
 
 @dataclass(eq=False)
@@ -317,16 +322,33 @@ def compare_schedules(law, theta, schedules: Mapping[str, np.ndarray], *, draws=
     return rows
 
 
+def _widen(params: "CurveParams", interval: str, center: float, bounds, steps: int):
+    from ..stats import widen
+
+    if bounds is None or interval == "confidence":
+        return bounds
+    return widen(center, bounds[0], bounds[1], params.halfwidth(interval, steps))
+
+
 def predict_for(params: "CurveParams", name: str, schedule, *, every: int | None = None, at: int | None = None,
-                progress=None) -> SchedulePrediction:
+                progress=None, interval: str = "auto") -> SchedulePrediction:
     """:func:`predict_schedule` with ``params``' law, theta, draws and level, for the schedule ``name``
     (a spec, a Schedule or a dense LR array); the whole job's memory is checked before the LR array is
-    made (:func:`check_prediction`), and ``.warnings`` says whether the schedule runs past the fitted curves."""
+    made (:func:`check_prediction`), and ``.warnings`` says whether the schedule runs past the fitted curves.
+    ``interval``: "confidence" (the law's mean), "prediction" (+ a new run's offset) or "calibrated"
+    (+ the law's extrapolation error measured by backtests), see :meth:`CurveParams.halfwidth`; "auto"
+    (default) the most honest of these the parameters can give (:meth:`CurveParams.resolve_interval`)."""
+    interval = params.resolve_interval(interval)
+    params.halfwidth(interval, 1)  # an unusable kind fails before any work
     stride = check_prediction(params, name, schedule, every)
     out = predict_schedule(params.law, params.theta, as_lr(schedule), every=stride, draws=params.draws,
                            ci=params.ci, at=at, progress=progress)
-    out.schedule = name
-    out.warnings = horizon_warnings({name: out.final_step + 1}, params.fitted_steps)
+    out.schedule, out.interval = name, interval
+    out.final_loss_interval = _widen(params, interval, out.final_loss, out.final_loss_interval, out.final_step + 1)
+    if out.at_step is not None:
+        out.loss_at_step_interval = _widen(params, interval, out.loss_at_step, out.loss_at_step_interval,
+                                           out.at_step + 1)
+    out.warnings = horizon_warnings({name: out.final_step + 1}, params.fitted_steps, calibrated=interval == "calibrated")
     return out
 
 
@@ -344,9 +366,13 @@ def check_prediction(params: "CurveParams", name: str, schedule, every: int | No
 
 
 def compare_for(params: "CurveParams", schedules: Mapping[str, object], *, at: int | None = None,
-                progress=None) -> ScheduleComparison:
+                progress=None, interval: str = "auto") -> ScheduleComparison:
     """:func:`compare_schedules` with ``params``, for name -> spec, Schedule or dense LR array; the
-    memory of all of them is checked before any array is made."""
+    memory of all of them is checked before any array is made. ``interval`` as in :func:`predict_for`
+    (for each schedule's loss; the paired differences to the best keep the bootstrap interval, as the
+    model error is largely shared between schedules)."""
+    interval = params.resolve_interval(interval)
+    params.halfwidth(interval, 1)
     n_draws = max(params.n_draws, 1)
     sizes = [schedule_steps(s) for s in schedules.values()]
     check_memory(sum(8 * T for T in sizes) + max(lr_bytes(T) + curve_bytes(params.law, T, 1, n_draws) for T in sizes),
@@ -354,8 +380,11 @@ def compare_for(params: "CurveParams", schedules: Mapping[str, object], *, at: i
     lrs = {name: as_lr(s) for name, s in schedules.items()}
     rows = compare_schedules(params.law, params.theta, lrs, draws=params.draws, ci=params.ci, at=at,
                              progress=progress)
-    warnings = horizon_warnings({name: eta.size for name, eta in lrs.items()}, params.fitted_steps)
-    return ScheduleComparison(rows, params.ci, warnings, lrs)
+    for r in rows:  # each loss gets the kind asked for; the paired differences stay the bootstrap's
+        r.interval = _widen(params, interval, r.final_loss, r.interval, r.step + 1)
+    warnings = horizon_warnings({name: eta.size for name, eta in lrs.items()}, params.fitted_steps,
+                                calibrated=interval == "calibrated")
+    return ScheduleComparison(rows, params.ci, warnings, lrs, interval)
 
 
 # ------------------------------------------------------------------------------------------------ files and data
