@@ -22,8 +22,11 @@ lint:  ## static checks
 bench:  ## speed benchmarks against real data; writes benchmarks/results/
 	$(PYTHON) benchmarks/run.py
 
-calibration:  ## interval coverage by simulation; writes benchmarks/results/calibration.md
+calibration:  ## interval coverage: simulation (point and curve laws) and held-out real runs; writes benchmarks/results/
 	$(PYTHON) benchmarks/calibration.py
+	$(PYTHON) benchmarks/calibration_curves.py
+	$(PYTHON) benchmarks/curve_coverage.py
+	$(PYTHON) benchmarks/isoflop_coverage.py
 
 study:  ## multipower: fitted optimum vs the official recipe on the MPL split; writes benchmarks/results/mpl_split_study.md
 	$(PYTHON) benchmarks/mpl_split_study.py

@@ -32,11 +32,13 @@ KINDS = ("confidence", "prediction", "calibrated")
 
 
 def observed_final(data, run):
+    """(observed final loss: the mean of the last 3 logged points, the step at their centre)."""
     from scalefit.curve_backtest import FINAL_POINTS
 
     m = data.run_names == run
     order = np.argsort(data.column("step")[m], kind="stable")
-    return float(np.mean(data.column("loss")[m][order][-FINAL_POINTS:]))
+    last = data.column("step")[m][order][-FINAL_POINTS:]
+    return float(np.mean(data.column("loss")[m][order][-FINAL_POINTS:])), int(last[len(last) // 2])
 
 
 def fit_calibrated(law, train, draws):
@@ -51,22 +53,26 @@ def fit_calibrated(law, train, draws):
 
 
 def predict_all(res, targets, data):
-    """{run: {kind: (low, high)}, "final": predicted, "observed": ...} through the product's path."""
+    """{run: {kind: (low, high)}, "final": predicted, "observed": ...} through the product's path: the
+    forecast and its interval at the centre step of the 3 logged points averaged into the observed final
+    loss (``schedule predict --at STEP``; the curves end at step 23936 of 24000, where a WSD cooldown is
+    still dropping the loss, so the last step of the schedule is not what was observed)."""
     from scalefit.schedule import curve_params
     from scalefit.schedule.evaluate import predict_for
 
     params = curve_params(fit=res)
     out = {}
     for run, schedule in targets.items():
-        row = {"observed": observed_final(data, run)}
+        observed, at = observed_final(data, run)
+        row = {"observed": observed}
         for kind in KINDS:
             try:
-                p = predict_for(params, run, schedule, interval=kind)
+                p = predict_for(params, run, schedule, interval=kind, at=at, every=10**9)
             except Exception as exc:  # an interval the fit cannot give (e.g. one curve): recorded as such
                 row[kind] = (float("nan"), float("nan"), str(exc))
                 continue
-            row["final"] = p.final_loss
-            row[kind] = p.final_loss_interval
+            row["final"] = p.loss_at_step
+            row[kind] = p.loss_at_step_interval
         out[run] = row
     return out
 

@@ -92,11 +92,11 @@ def parse_curve_holdout(spec: str) -> tuple[str, object]:
     m = _SPEC.match(str(spec))
     if m is None:
         raise DataError(f"holdout={spec!r}: curve tables take 'loco', 'run:NAME[,NAME]' or 'horizon:F' "
-                        f"with 0 < F < 1, e.g. horizon:0.5")
+                        f"with 0 < F < 1, e.g. horizon:0.5", options=('holdout',))
     if m.group("runs") is not None:
         names = [n.strip() for n in m.group("runs").split(",") if n.strip()]
         if not names:
-            raise DataError(f"holdout={spec!r}: name at least one run, e.g. run:cosine_24000")
+            raise DataError(f"holdout={spec!r}: name at least one run, e.g. run:cosine_24000", options=('holdout',))
         return "run", names
     if m.group("frac") is not None:
         try:
@@ -104,7 +104,7 @@ def parse_curve_holdout(spec: str) -> tuple[str, object]:
         except ValueError:
             frac = float("nan")
         if not (0 < frac < 1):
-            raise DataError(f"holdout={spec!r}: the fitted fraction of every curve must lie in (0, 1), e.g. 0.5")
+            raise DataError(f"holdout={spec!r}: the fitted fraction of every curve must lie in (0, 1), e.g. 0.5", options=('holdout',))
         return "horizon", frac
     return "loco", None
 
@@ -123,13 +123,13 @@ def curve_folds(data: Dataset, spec: str) -> list[CurveFold]:
         return [CurveFold(f"horizon:{arg:g}", "horizon", train, names)]
     if len(names) < 2:
         raise DataError(f"{data.source}: holdout={spec!r} needs at least 2 curves to fit on the rest; "
-                        f"the table has {len(names)}")
+                        f"the table has {len(names)}", options=('holdout',))
     if kind == "run":
         missing = [n for n in arg if n not in names]
         if missing:
             raise DataError(f"{data.source}: holdout run '{missing[0]}' not found; runs are: {', '.join(names[:10])}")
         if len(set(arg)) == len(names):
-            raise DataError(f"{data.source}: holdout={spec!r} holds out every curve; keep at least one to fit")
+            raise DataError(f"{data.source}: holdout={spec!r} holds out every curve; keep at least one to fit", options=('holdout',))
         return [CurveFold("run:" + ",".join(arg), "run", ~np.isin(runs, arg), list(arg))]
     return [CurveFold(f"loco:{n}", "run", runs != n, [n]) for n in names]
 
@@ -186,10 +186,10 @@ def curve_backtest(law: CurveLaw, data: Dataset, holdout: str = "loco", *,
     the same backtests, on that fold's own training curves (slow: a calibration per fold; this is how
     the calibrated interval's coverage is measured honestly)."""
     from .fit import fit
-    from .stats import model_error_halfwidth
+    from .stats import model_error_halfwidth, run_scatter_halfwidth
 
     if not isinstance(law, CurveLaw):
-        raise DataError(f"law '{law.name}' is not a curve law; holdout={holdout!r} backtests loss curves")
+        raise DataError(f"law '{law.name}' is not a curve law; holdout={holdout!r} backtests loss curves", options=('holdout',))
     folds = curve_folds(data, holdout)
     t0 = time.perf_counter()
     ci = fit_kw.get("ci", 0.95)
@@ -200,8 +200,10 @@ def curve_backtest(law: CurveLaw, data: Dataset, holdout: str = "loco", *,
         halfwidth = None
         if calibrated and res.draws is not None:
             record = extrapolation_errors(law, train, **{k: v for k, v in fit_kw.items() if k != "n_bootstrap"})
-            def halfwidth(ratio, record=record):
-                return model_error_halfwidth(record, ratio, ci)
+            run = run_scatter_halfwidth(res.diagnostics.get("run_offsets_log"), ci)
+
+            def halfwidth(ratio, record=record, run=run):  # as CurveParams.halfwidth("calibrated") does
+                return math.hypot(run, model_error_halfwidth(record, ratio, ci))
             notes.extend(f"{fold.name}: {n}" for n in record.get("notes", []))
         fitted = float(train.column("step").max())
         for run in fold.runs:
@@ -254,7 +256,7 @@ def calibrate(result, data: Dataset, *, progress: Callable[[int, int], None] | N
     calibrated intervals of ``scalefit schedule predict|compare`` read it (saved with the fit). Returns
     ``result``. A curve law only; one refit per curve plus one."""
     if not isinstance(result.law, CurveLaw):
-        raise DataError(f"law '{result.law.name}' is not a curve law; calibrate=True backtests loss curves")
+        raise DataError(f"law '{result.law.name}' is not a curve law; calibrate=True backtests loss curves", options=('calibrate',))
     s = result.settings
     record = extrapolation_errors(result.law, data, loss=s.get("loss", "huber"), delta=s.get("delta", 1e-3),
                                   fixed=s.get("fixed") or None, ties=s.get("ties") or None, progress=progress)

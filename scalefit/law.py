@@ -319,6 +319,9 @@ class CurveLaw(Law):
     kind = "curve"
     inputs = ("step", "lr")
     option_names: tuple[str, ...] = ()
+    # Schedule kinds (``wsd``, ``two_stage``, ...) for which the law's forecasts are known to be biased,
+    # each with the sentence (and the measurement) that ``schedule predict|compare`` print as a warning.
+    known_bias: Mapping[str, str] = {}
     REQUIRED = ("design_from_lr", "curve", "final_loss_grad")
 
     @property

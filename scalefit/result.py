@@ -180,12 +180,13 @@ class FitResult:
             messages.append(f"only {n_converged_best} of {n_refined} refined starts reached the best "
                             f"objective; the optimum may be poorly determined")
         n_runs = data.n_runs
-        if draws is not None and n_runs < 3 * n_free:
+        if draws is not None and 4 <= n_runs < 3 * n_free:
             messages.append(f"{n_runs} runs for {n_free} free parameters: bootstrap intervals from so few "
                             f"runs are too narrow; treat them as a lower bound on the uncertainty")
         if draws is not None and n_runs < 4:
             messages.append(f"the intervals rest on {n_runs} run(s): a {n_runs}-run table cannot show how a new run "
-                            f"or a new schedule scatters; read them as a lower bound")
+                            f"or a new schedule scatters; read the bootstrap's as a lower bound"
+                            + ("" if law.kind == "point" else " (calibrated intervals add the backtests' errors)"))
         if draws is not None and len(draws) < settings["n_bootstrap"]:
             messages.append(f"{settings['n_bootstrap'] - len(draws)} bootstrap draw(s) failed")
         if data.dropped:

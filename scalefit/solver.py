@@ -318,6 +318,7 @@ def _solve_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = 
 
 
 _POLISH_NFEV = 2000  # most residual evaluations one polish may spend
+_REFINE_ITER = 400  # solver iterations for the finalists of the multi-start
 
 
 def polish(problem: Problem, u: np.ndarray, on_eval: Callable[[int], None] | None = None) -> np.ndarray:
@@ -403,7 +404,7 @@ def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, n_polish
         done += cost
         order = np.argsort(f)[:survivors]
         u, f = u[order], f[order]
-    u, f, conv = solve_batch(problem, u, max_iter=400, progress=report("refine"))
+    u, f, conv = solve_batch(problem, u, max_iter=_REFINE_ITER, progress=report("refine"))
     order = np.argsort(f)
     u, f = u[order], f[order]
     best_u, best_f = u[0], f[0]

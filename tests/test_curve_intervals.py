@@ -214,3 +214,60 @@ def test_crafted_calibration_in_fit_json_is_refused(calibrated, tmp_path):
         with pytest.warns(UserWarning):
             load_fit(bad)
     assert fitfile  # the module that validates it
+
+
+def test_known_bias_of_a_law_is_said_for_that_schedule_kind(law):
+    from scalefit.schedule.evaluate import bias_warnings
+
+    biased = type(law)()
+    biased.known_bias = {"wsd": "forecasts run 1 % low (measured)"}
+    (msg,) = bias_warnings(biased, {"a": SPECS["wsd"], "b": SPECS["cos"]})
+    assert msg.startswith("a: law 'lr_annealing' on wsd schedules: forecasts run 1 % low")
+    assert bias_warnings(biased, {"dense": np.full(100, 1e-4)}) == []
+
+
+# ------------------------------------------------------------------------------------------------ command line
+@pytest.fixture(scope="module")
+def curves_csv(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("curves") / "curves.csv"
+    data.frame[["run", "step", "loss"]].to_csv(path, index=False)
+    return path
+
+
+def _schedules():
+    return [x for run, spec in SPECS.items() for x in ("--schedule", f"{run}={spec}")]
+
+
+def test_cli_fit_calibrates_curve_laws_by_default_and_schedule_predict_uses_it(curves_csv, tmp_path):
+    from cli_helpers import ok_json, run
+
+    out = tmp_path / "fit.json"
+    res = run("fit", curves_csv, "--law", "lr_annealing", *_schedules(), "-b", 40, "--out", out)
+    assert res.exit_code == 0, res.output
+    assert "calibration: 3 leave-one-curve-out and 3 half-horizon forecasts" in res.stdout
+    pred = ok_json("schedule", "predict", "--fit", out, "-s", f"cosine:{W},steps=6000,floor=2e-5", "--every", 3000)
+    assert pred["interval"] == "calibrated" and pred["final_loss_low"] < pred["final_loss"] < pred["final_loss_high"]
+    conf = ok_json("schedule", "predict", "--fit", out, "-s", f"cosine:{W},steps=6000,floor=2e-5", "--every", 3000,
+                   "--interval", "confidence")
+    assert conf["final_loss_high"] - conf["final_loss_low"] < pred["final_loss_high"] - pred["final_loss_low"]
+    cmp = ok_json("schedule", "compare", "--fit", out, "-s", SPECS["cos"], "-s", SPECS["wsd"])
+    assert cmp["interval"] == "calibrated"
+    plain = tmp_path / "plain.json"
+    assert run("fit", curves_csv, "--law", "lr_annealing", *_schedules(), "-b", 20, "--no-calibrate",
+               "--out", plain).exit_code == 0
+    assert ok_json("schedule", "compare", "--fit", plain, "-s", SPECS["cos"])["interval"] == "prediction"
+
+
+def test_cli_curve_backtests_and_their_errors(curves_csv):
+    from cli_helpers import assert_clean_error, ok_json, run
+
+    out = ok_json("fit", curves_csv, "--law", "lr_annealing", *_schedules(), "--holdout", "horizon:0.5")
+    assert out["backtest"]["holdout"] == "horizon:0.5" and len(out["backtest"]["curves"]) == 3
+    rows = ok_json("compare", curves_csv, "--laws", "lr_annealing", *_schedules(), "--holdout", "run:wsd")
+    assert rows[0]["law"] == "lr_annealing" and rows[0]["curves"][0]["run"] == "wsd"
+    assert_clean_error(run("fit", curves_csv, "--law", "lr_annealing", *_schedules(), "--holdout", "horizon:2"),
+                       "--holdout 'horizon:2'")
+    assert_clean_error(run("compare", curves_csv, "--laws", "lr_annealing,chinchilla", *_schedules()),
+                       "mixes curve laws with point laws")
+    assert_clean_error(run("fit", curves_csv, "--law", "lr_annealing", *_schedules(), "--bootstrap-method", "x"),
+                       "--bootstrap-method 'x'")

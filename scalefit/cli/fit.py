@@ -127,6 +127,8 @@ def fit_command(
         print_fit(result)
         if calibrate_budgets:
             print_budget_calibration(result)
+        if calibrate:
+            print_curve_calibration(result)
         if curve_bt is not None:
             print_curve_backtest(curve_bt, result.ci)
         if backtest and curve_bt is None:
@@ -193,6 +195,19 @@ _STAGES = {"starts": "fit: screening starts", "refine": "fit: refining the best 
 def _stage(progress_cb, stage: str):
     """A two-argument progress callback reporting as ``stage`` on the fit's bar (None without a bar)."""
     return None if progress_cb is None else (lambda done, total: progress_cb(done, total, stage))
+
+
+def print_curve_calibration(result) -> None:
+    """One line: what the backtests measured and what the calibrated interval adds at 1x and 2x the horizon."""
+    from ..stats import model_error_halfwidth
+
+    record = result.extrapolation_errors or {}
+    shape, horizon = record.get("shape") or [], record.get("horizon") or []
+    at1, at2 = (model_error_halfwidth(record, r, result.ci) for r in (1.0, 2.0))
+    adds = ("unbounded (fewer than 2 folds)" if at1 == float("inf") else
+            f"±{100 * at1:.2f} % (log) at the fitted horizon, ±{100 * at2:.2f} % at twice it")
+    console.print(f"calibration: {len(shape)} leave-one-curve-out and {len(horizon)} half-horizon forecasts; "
+                  f"calibrated intervals add {adds}", highlight=False)
 
 
 def print_budget_calibration(result) -> None:

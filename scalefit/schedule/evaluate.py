@@ -349,6 +349,23 @@ def predict_for(params: "CurveParams", name: str, schedule, *, every: int | None
         out.loss_at_step_interval = _widen(params, interval, out.loss_at_step, out.loss_at_step_interval,
                                            out.at_step + 1)
     out.warnings = horizon_warnings({name: out.final_step + 1}, params.fitted_steps, calibrated=interval == "calibrated")
+    out.warnings += bias_warnings(params.law, {name: schedule})
+    return out
+
+
+def bias_warnings(law, schedules: Mapping[str, object]) -> list[str]:
+    """One message per schedule whose kind the law declares a known bias for (``CurveLaw.known_bias``);
+    dense LR arrays have no kind and get none."""
+    bias = getattr(law, "known_bias", None) or {}
+    out = []
+    for name, schedule in schedules.items():
+        kind = None
+        if isinstance(schedule, Schedule):
+            kind = schedule.kind
+        elif isinstance(schedule, str):
+            kind = parse_schedule(schedule).kind
+        if kind in bias:
+            out.append(f"{name}: law '{law.name}' on {kind} schedules: {bias[kind]}")
     return out
 
 
@@ -383,7 +400,7 @@ def compare_for(params: "CurveParams", schedules: Mapping[str, object], *, at: i
     for r in rows:  # each loss gets the kind asked for; the paired differences stay the bootstrap's
         r.interval = _widen(params, interval, r.final_loss, r.interval, r.step + 1)
     warnings = horizon_warnings({name: eta.size for name, eta in lrs.items()}, params.fitted_steps,
-                                calibrated=interval == "calibrated")
+                                calibrated=interval == "calibrated") + bias_warnings(params.law, schedules)
     return ScheduleComparison(rows, params.ci, warnings, lrs, interval)
 
 
