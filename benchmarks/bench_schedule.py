@@ -123,7 +123,7 @@ def main() -> None:
                              f"{boot.settings['distinct_resamples']} distinct draws (3 curves: 10 distinct run "
                              f"resamples, 216 wild ones; each distinct draw is solved once)"))
             twelve = twelve_curves(law)
-            sec, boot = timed(lambda: fit(law, twelve, n_bootstrap=200, seed=0), 1)
+            sec, boot = timed(lambda twelve=twelve: fit(law, twelve, n_bootstrap=200, seed=0), 1)
             rows.append(("multipower on 12 simulated curves x 20,000 steps (logged every 100), 200 draws", sec,
                          "< 60 s", f"{boot.settings['bootstrap_method']} bootstrap, "
                          f"{boot.settings['distinct_resamples']} distinct draws, {len(twelve):,} points"))
