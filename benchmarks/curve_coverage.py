@@ -91,7 +91,8 @@ def main() -> None:
     parser.add_argument("--laws", default="multipower,lr_annealing")
     parser.add_argument("--sizes", default="25M,100M,400M")
     parser.add_argument("--draws", type=int, default=200)
-    parser.add_argument("--course-every", type=int, default=20, help="keep every Nth step of the course curves")
+    parser.add_argument("--course-every", type=int, default=200, help="keep every Nth step of the course curves "
+                        "(200: about 170 points per curve, as dense as the MPL curves)")
     parser.add_argument("--parts", default="mpl,course", help="mpl (official split) and/or course")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
