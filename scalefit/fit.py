@@ -295,10 +295,11 @@ def fit(
     problem = Problem(law, design, y, weights, param, RobustLoss(loss, delta))
     # Huge tables (dense loss curves): search the starts on an evenly thinned copy that keeps every run,
     # then refine the winner on all rows. The basin is found as well; the cost no longer scales with n.
-    search, search_design, search_y = problem, design, y
+    search, search_design, search_y, search_runs = problem, design, y, data.run_codes
     if len(data) > _SEARCH_ROWS:
         keep = np.arange(len(data)) % math.ceil(len(data) / _SEARCH_ROWS) == 0
         thin = data.subset(keep)
+        search_runs = thin.run_codes
         search_design, search_y = law.prepare(thin), thin.column(law.target)
         search = Problem(law, search_design, search_y, None if weights is None else weights[keep], param,
                          RobustLoss(loss, delta))
@@ -343,7 +344,11 @@ def fit(
     if identify:
         from .identify import undetermined
 
-        diagnosis["undetermined"] = undetermined(problem, u_hat, runs=data.run_codes)
+        # On the thinned copy for huge tables: each profile refits every free parameter, which on 10M rows
+        # would cost more than the fit. Dense curves' neighbouring points are nearly one (lag-1 correlation
+        # ~0.9, which the threshold allows for on all rows), so the copy loses little; if anything it names
+        # a parameter that every row would just determine.
+        diagnosis["undetermined"] = undetermined(search, u_hat, runs=search_runs)
     if law.kind == "point":  # one offset per row there: the residuals themselves, already summarised
         diagnosis["run_offsets"] = None
     return FitResult.from_fit(
