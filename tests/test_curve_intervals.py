@@ -271,3 +271,15 @@ def test_cli_curve_backtests_and_their_errors(curves_csv):
                        "mixes curve laws with point laws")
     assert_clean_error(run("fit", curves_csv, "--law", "lr_annealing", *_schedules(), "--bootstrap-method", "x"),
                        "--bootstrap-method 'x'")
+
+
+def test_one_curve_gives_an_unbounded_calibrated_interval_not_an_error(law, data):
+    one = data.subset(data.run_names == "cos")
+    res = calibrate(fit(law, one, n_bootstrap=20), one)
+    assert res.diagnostics["extrapolation_errors"]["shape"] == []
+    assert any("cannot be measured" in w for w in res.diagnostics["warnings"])
+    params = curve_params(fit=res)
+    p = predict_for(params, "long", f"cosine:{W},steps=6000,floor=2e-5")  # auto: calibrated
+    assert p.interval == "calibrated" and p.final_loss_interval[1] == math.inf
+    with pytest.raises(DataError, match="at least 2 fitted curves"):
+        predict_for(params, "long", SPECS["cos"], interval="prediction")

@@ -258,6 +258,8 @@ def _interval_text(out: dict, key: str) -> str:
     """'  [low, high] (95%)' for the number ``key`` of a prediction (its own interval), or ''."""
     if f"{key}_low" not in out:
         return ""
+    if not (out[key + "_high"] is not None and math.isfinite(out[key + "_high"])):
+        return f"  unbounded ({out['ci']:.0%} {out['interval']}: the fitted curves cannot measure this error)"
     return f"  [{fmt(out[key + '_low'], 6)}, {fmt(out[key + '_high'], 6)}] ({out['ci']:.0%} {out['interval']})"
 
 
@@ -357,7 +359,7 @@ def _print_compare(p, result, at: Optional[int]) -> None:
     for r, label in zip(result.rows, labels):
         cells = [label, str(r.steps), f"{r.final_loss:.5f}"]
         if has_ci:
-            cells.append(f"[{r.interval[0]:.5f}, {r.interval[1]:.5f}]")
+            cells.append(f"[{r.interval[0]:.5f}, {r.interval[1]:.5f}]" if math.isfinite(r.interval[1]) else "unbounded")
         cells.append(f"{r.vs_best:+.5f}")
         if has_ci:
             cells.append(f"[{r.vs_best_interval[0]:+.5f}, {r.vs_best_interval[1]:+.5f}]")

@@ -76,6 +76,8 @@ class CurveParams:
         if interval == "confidence":
             return 0.0
         run = run_scatter_halfwidth(self.run_offsets, self.ci)
+        if interval == "calibrated" and self.extrapolation_errors and not np.isfinite(run):
+            return math.inf  # one fitted curve: neither its scatter nor a new schedule's error is known
         if not np.isfinite(run):
             raise DataError(f"{self.source}: interval={interval!r} needs the scatter of at least 2 fitted curves "
                             f"(a fit by this scalefit version); use interval='confidence'", options=("interval",))
