@@ -34,6 +34,7 @@ from .law import CurveLaw
 
 FINAL_POINTS = 3  # the observed final loss: mean of a curve's last 3 logged points (training loss is noisy)
 CALIBRATION_HORIZON = 0.5  # the horizon fold of the calibration: fit the first half of every curve
+CALIBRATION_CURVES = 10  # at most this many curves are left out in turn (bounds the refits of a big table)
 _SPEC = re.compile(r"^\s*(loco|run:(?P<runs>.+)|horizon:(?P<frac>[0-9.eE+-]+))\s*$")
 
 
@@ -217,15 +218,18 @@ def curve_backtest(law: CurveLaw, data: Dataset, holdout: str = "loco", *,
 def extrapolation_errors(law: CurveLaw, data: Dataset, *, progress: Callable[[int, int], None] | None = None,
                          **fit_kw) -> dict:
     """How far the law's forecasts miss one step beyond this table: the log errors (log predicted - log
-    observed final loss) of ``loco`` (a new schedule) and ``horizon:0.5`` (twice the fitted horizon),
+    observed final loss) of ``loco`` (a new schedule; at most ``CALIBRATION_CURVES`` curves, evenly
+    spread, are left out) and ``horizon:0.5`` (twice the fitted horizon),
     each with its extrapolation ratio. Stored with the fit; :func:`scalefit.stats.model_error_halfwidth`
     reads it. Fits without a bootstrap (only point forecasts are scored)."""
     from .fit import fit
 
     fit_kw = {k: v for k, v in fit_kw.items() if k not in ("n_bootstrap", "progress")}
     names = list(dict.fromkeys(map(str, data.run_names)))
-    specs = (["loco"] if len(names) >= 2 else []) + [f"horizon:{CALIBRATION_HORIZON:g}"]
-    folds = [f for spec in specs for f in curve_folds(data, spec)]
+    folds = curve_folds(data, "loco") if len(names) >= 2 else []
+    if len(folds) > CALIBRATION_CURVES:  # many curves: leave out an evenly spread, fixed subset of them
+        folds = [folds[i] for i in np.linspace(0, len(folds) - 1, CALIBRATION_CURVES).round().astype(int)]
+    folds += curve_folds(data, f"horizon:{CALIBRATION_HORIZON:g}")
     shape, horizon, notes = [], [], []
     for i, fold in enumerate(folds):
         train = data.subset(fold.train)

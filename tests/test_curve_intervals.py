@@ -283,3 +283,12 @@ def test_one_curve_gives_an_unbounded_calibrated_interval_not_an_error(law, data
     assert p.interval == "calibrated" and p.final_loss_interval[1] == math.inf
     with pytest.raises(DataError, match="at least 2 fitted curves"):
         predict_for(params, "long", SPECS["cos"], interval="prediction")
+
+
+def test_calibration_of_many_curves_leaves_out_at_most_ten(law, monkeypatch):
+    import scalefit.curve_backtest as cb
+
+    monkeypatch.setattr(cb, "CALIBRATION_CURVES", 2)
+    data = synthetic()
+    rec = extrapolation_errors(law, data)
+    assert len(rec["shape"]) == 2 and len(rec["horizon"]) == 3
