@@ -187,7 +187,7 @@ def curve_backtest(law: CurveLaw, data: Dataset, holdout: str = "loco", *,
     the same backtests, on that fold's own training curves (slow: a calibration per fold; this is how
     the calibrated interval's coverage is measured honestly)."""
     from .fit import fit
-    from .stats import model_error_halfwidth, run_scatter_halfwidth
+    from .schedule import curve_params
 
     if not isinstance(law, CurveLaw):
         raise DataError(f"law '{law.name}' is not a curve law; holdout={holdout!r} backtests loss curves", options=('holdout',))
@@ -200,12 +200,12 @@ def curve_backtest(law: CurveLaw, data: Dataset, holdout: str = "loco", *,
         res = fit(law, train, identify=False, **fit_kw)
         halfwidth = None
         if calibrated and res.draws is not None:
-            record = extrapolation_errors(law, train, **{k: v for k, v in fit_kw.items() if k != "n_bootstrap"})
-            run = run_scatter_halfwidth(res.diagnostics.get("run_offsets_log"), ci)
+            # The fold's own calibrated interval, made exactly as schedule predict makes it.
+            params = curve_params(fit=calibrate(res, train))
 
-            def halfwidth(ratio, record=record, run=run):  # as CurveParams.halfwidth("calibrated") does
-                return math.hypot(run, model_error_halfwidth(record, ratio, ci))
-            notes.extend(f"{fold.name}: {n}" for n in record.get("notes", []))
+            def halfwidth(ratio, params=params):
+                return params.halfwidth("calibrated", ratio * params.fitted_steps)
+            notes.extend(f"{fold.name}: {n}" for n in res.diagnostics["extrapolation_errors"].get("notes", []))
         fitted = float(train.column("step").max())
         for run in fold.runs:
             curves.append(score_curve(law, res.theta, data, run, fold, fitted, res.draws, halfwidth, ci))

@@ -292,3 +292,16 @@ def test_calibration_of_many_curves_leaves_out_at_most_ten(law, monkeypatch):
     data = synthetic()
     rec = extrapolation_errors(law, data)
     assert len(rec["shape"]) == 2 and len(rec["horizon"]) == 3
+
+
+def test_a_backtest_fold_gets_the_interval_schedule_predict_would_print(law, data):
+    """calibrated=True: each fold's interval is its own fit, calibrated, through CurveParams.halfwidth."""
+    bt = curve_backtest(law, data, "run:wsd", n_bootstrap=30, calibrated=True)
+    (c,) = bt.curves
+    train = data.subset(data.run_names != "wsd")
+    params = curve_params(fit=calibrate(fit(law, train, n_bootstrap=30, identify=False), train))
+    last = int(data.column("step")[data.run_names == "wsd"].max())
+    p = predict_for(params, "wsd", SPECS["wsd"], interval="calibrated", at=last, every=10**9)
+    h = params.halfwidth("calibrated", last)
+    assert c.covered is not None and h > 0
+    assert math.log(c.high / c.predicted_final) >= h - 1e-12 and p.loss_at_step_interval[1] > p.loss_at_step
