@@ -29,7 +29,7 @@ def test_predict_json_matches_official_prediction():
     assert out["final_loss"] == pytest.approx(2.757069, abs=1e-6)  # mpl_reference_predictions.csv
     assert out["steps"][-1] == 23999 and len(out["steps"]) == len(out["loss"])
     assert all(b - a == 1000 for a, b in zip(out["steps"][:-2], out["steps"][1:-1]))
-    assert out["law"] == "multipower" and out["params"]["B"] == pytest.approx(523.42464371)
+    assert out["law"] == "multipower" and out["params"]["Bslope"] == pytest.approx(628.9608250884448)
     # Every step (the default): the dense curve uses blocked sums, the quoted final loss stays exact.
     assert ok_json("schedule", "predict", *REF400, "--schedule", COS400)["final_loss"] == pytest.approx(2.757069, abs=1e-6)
 

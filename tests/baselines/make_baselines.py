@@ -1,6 +1,6 @@
 """Rebuild the committed baseline fits that ``tests/test_check.py`` checks every refit against.
 
-    PYTHONPATH=. python tests/baselines/make_baselines.py
+    PYTHONPATH=. python tests/baselines/make_baselines.py [chinchilla] [multipower]
 
 Run it only when a change to the fitter is *meant* to move the reference fits, and say why in the commit
 (or use ``scalefit check NEW --baseline tests/baselines/X.json --update-baseline``).
@@ -52,20 +52,26 @@ def mpl_train_400m():
                        source="shared/data/loss_curves/mpl_official (400M, training split)")
 
 
-def main() -> int:
+def main(which=("chinchilla", "multipower")) -> int:
     from scalefit.data import from_frame
     from scalefit.fit import fit
 
+    if "chinchilla" in which:
+        _chinchilla(fit, from_frame)
+    if "multipower" in which:
+        result = fit("multipower", mpl_train_400m())
+        out = result.save(HERE / "multipower_400m.json", force=True)
+        print(f"wrote {out.relative_to(ROOT)}: {result!r}")
+    return 0
+
+
+def _chinchilla(fit, from_frame):
     data = from_frame(epoch240(), source="shared/data/chinchilla/svg_extracted_data.csv (240 points)",
                       columns=EPOCH_COLUMNS, required=["params", "tokens", "loss"])
     result = fit("chinchilla", data, n_bootstrap=1000, seed=0)
     out = result.save(HERE / "chinchilla_epoch.json", force=True)
     print(f"wrote {out.relative_to(ROOT)}: {result!r}")
-    result = fit("multipower", mpl_train_400m())
-    out = result.save(HERE / "multipower_400m.json", force=True)
-    print(f"wrote {out.relative_to(ROOT)}: {result!r}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:] or ("chinchilla", "multipower")))
