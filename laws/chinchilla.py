@@ -42,6 +42,7 @@ class Chinchilla(Law):
         "epoch": {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658},
     }
     reference_units = {"loss_unit": "nats", "params_convention": "total"}
+    allocation_exponents = ("alpha", "beta")  # N_opt ∝ C^(beta/(alpha+beta)) (scalefit.allocation)
 
     def prepare(self, data):
         return {"logN": np.log(data.column("params")), "logD": np.log(data.column("tokens"))}

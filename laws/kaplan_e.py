@@ -42,6 +42,7 @@ class KaplanE(Law):
         "proof_pile_2": {"E": 1.319106, "A": 2.139983e7, "B": 3.290141e8, "alpha": 0.452684, "beta": 0.455226},
     }
     reference_units = {"loss_unit": "nats", "params_convention": "total"}
+    allocation_exponents = ("alpha", "beta")  # N_opt ∝ C^(beta/(alpha+beta)) (scalefit.allocation)
 
     def prepare(self, data):
         return {"logN": np.log(data.column("params")), "logD": np.log(data.column("tokens"))}

@@ -80,8 +80,10 @@ def holdout_split(
     """Rows to fit and rows to score when the K largest models are held out.
 
     by="params": the K largest distinct parameter counts (every run of those sizes) are held out.
-    by="compute": the K runs with the largest training compute (a run's compute is its largest
-    ``flops``, i.e. its last checkpoint) are held out.
+    by="compute": the runs of the K largest compute budgets are held out (a run's compute is its largest
+    ``flops``, i.e. its last checkpoint). Budgets are what ``scalefit isoflop`` finds
+    (:func:`scalefit.isoflop.budget_ranks`): on an IsoFLOP table the whole largest budget, not its one
+    largest run; a run on no budget is a budget of its own.
     """
     k = parse_holdout(holdout) if isinstance(holdout, str) else int(holdout)
     if by not in ("params", "compute"):
@@ -105,13 +107,20 @@ def holdout_split(
     else:
         if not data.has("flops"):
             raise DataError(f"{data.source}: by='compute' needs a flops column (or params and tokens)", options=("by",))
+        from .isoflop import budget_ranks
+
         run_compute = np.full(n_runs, -np.inf)
         np.maximum.at(run_compute, runs, data.column("flops"))
-        if n_runs <= k:
-            raise DataError(f"{data.source}: holdout='largest:{k}' leaves no run to fit ({n_runs} runs)", options=("holdout",))
-        cut = np.sort(run_compute)[-k]
-        test_runs = run_compute >= cut
-        held = [f"compute >= {cut:.3g} FLOPs"]
+        if not np.all(np.isfinite(run_compute) & (run_compute > 0)):
+            raise DataError(f"{data.source}: by='compute' needs a positive compute for every run; column "
+                            f"{data.columns.get('flops', 'flops')!r} holds a zero, negative or missing value "
+                            f"(fix it, or drop_invalid=True)", options=("by", "drop_invalid"))
+        budget = budget_ranks(run_compute)
+        if budget.max() + 1 <= k:
+            raise DataError(f"{data.source}: holdout='largest:{k}' leaves no run to fit ({budget.max() + 1} compute "
+                            f"budget(s))", options=("holdout",))
+        test_runs = budget < k
+        held = [f"compute >= {run_compute[test_runs].min():.3g} FLOPs"]
     test_rows = test_runs[runs]
     train = ~test_rows
     test = test_rows.copy()
@@ -196,7 +205,10 @@ def backtest(
     fit_fn: Callable | None = None,
     **fit_kw,
 ) -> dict:
-    """Fit ``law`` without the largest models and score it: in-range and held-out ARE."""
+    """Fit ``law`` without the largest models and score it: in-range and held-out ARE, and the training fit's
+    AIC, BIC and free parameters (:func:`scalefit.fitreport.fit_statistics`: Gaussian log residuals, lmfit's
+    convention; lower is better, and only differences between laws on the same rows count -- under ~2 says
+    little). ``fit_fn(law, train, **fit_kw)`` replaces the core fitter and must return a FitResult."""
     _check_fit_options(fit_fn, fit_kw)
     split = holdout_split(data, holdout, by, min_tokens=min_tokens)
     train = data.subset(split.train)
@@ -204,10 +216,14 @@ def backtest(
     t0 = time.perf_counter()
     res = (fit_fn or fit_law)(law, train, **fit_kw)
     seconds = time.perf_counter() - t0
+    from .fitreport import fit_statistics
+
     theta = np.asarray(res.theta, dtype=float)
     return {
         "law": law.name,
         **score_split(law, theta, data, split),
+        # AIC, BIC and free parameters of the fit on its own rows, as its report gives them.
+        **fit_statistics(res),
         "params": dict(zip(law.param_names, map(float, theta))),
         "seconds": seconds,
     }
@@ -251,7 +267,9 @@ def run_budgets(data: Dataset, by: str = "compute", tol: float = BUDGET_TOL) -> 
     """Each run's budget -- its training compute (largest ``flops``: the last checkpoint) or its ``params``
     -- and its budget group, 0 for the largest: from the top, a group is every run within a factor
     ``1 + tol`` below the largest run not yet grouped (an IsoFLOP sweep's runs "at 1e20 FLOPs" differ by
-    rounding; digitised tables scatter). Returns (value per run, group per run)."""
+    rounding; digitised tables scatter). Returns (value per run, group per run). Only the next-budget
+    calibration uses it (every run must fall in a fold, each a factor ``1 + tol`` beyond what it is forecast
+    from); the holdout split and ``scalefit isoflop`` share :func:`scalefit.isoflop.found_budgets`."""
     if by not in ("params", "compute"):
         raise option_error("by", by, "use 'params' or 'compute'")
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):

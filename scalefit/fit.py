@@ -60,7 +60,7 @@ def asymptotic_stderr(problem: Problem, u_hat: np.ndarray) -> np.ndarray | None:
     se = np.full(len(param.names), np.nan)
     se[param.free] = se_free
     for i, src in param.ties.items():
-        se[i] = se[src]
+        se[i] = se[src] * param.tie_scale[i]
     return se
 
 
@@ -88,7 +88,7 @@ def _diagnosis(problem: Problem, param: Parameterization, u_hat: np.ndarray, rep
     for i, src in param.ties.items():
         if names[src] in at_bound:
             at_bound.add(names[i])
-    status = {name: "fixed" if i in param.fixed else (f"tied:{names[param.ties[i]]}" if i in param.ties else "free")
+    status = {name: "fixed" if i in param.fixed else (f"tied:{param.tie_text(i)}" if i in param.ties else "free")
               for i, name in enumerate(names)}
     r = problem.residuals(u_hat[None])[0]
     return {"residuals": r, "logy": problem.logy, "weights": problem.w, "run_offsets": _run_offsets(r, problem.w, run_codes),
@@ -230,6 +230,8 @@ def fit(
     interval: str = "stretched",
     bootstrap_method: str = "auto",
     identify: bool = True,
+    params=None,
+    profile: bool = False,
 ):
     """Fit ``law`` to ``data`` and return a :class:`FitResult`.
 
@@ -259,6 +261,11 @@ def fit(
         where run resampling gives 10); "auto" (default) is "wild" below 10 runs, "runs" from there on.
     identify : name the parameters the data do not determine (:func:`scalefit.identify.undetermined`: a
         profile per weakly seen parameter, seconds on a curve law); backtests turn it off.
+    params : an lmfit ``Parameters`` (read by attribute; lmfit is not imported): ``vary=False`` fixes,
+        ``min``/``max`` narrow the law's bounds, ``value`` adds a start, ``expr`` naming a parameter ties
+        (see :mod:`scalefit.lmfit_bridge`). Combines with ``fixed`` and ``ties``; an explicit ``start`` wins.
+    profile : also compute profile-likelihood intervals at level ``ci`` (:mod:`scalefit.profile`), stored
+        in ``diagnostics["profile"]``.
     """
     from .registry import get_law
     from .result import FitResult
@@ -267,6 +274,14 @@ def fit(
                   interval=interval, bootstrap_method=bootstrap_method)
     stage = _staged(progress)
     law = get_law(law)
+    bounds = {}
+    if params is not None:
+        from .lmfit_bridge import constraints_from, merge, start_vector, with_bounds
+
+        wanted = constraints_from(law, params)
+        fixed, ties = merge(wanted, fixed, ties)
+        law, bounds = with_bounds(law, wanted.bounds), {n: list(b) for n, b in wanted.bounds.items()}
+        start = start_vector(law, wanted.start, fixed) if start is None else start
     data = _as_dataset(data, law)
     t0 = time.perf_counter()
     param = Parameterization(law, fixed, ties)
@@ -341,6 +356,15 @@ def fit(
         # their coverage is not measured yet: report the plain percentile interval.
         interval = "percentile"
     diagnosis = _diagnosis(problem, param, u_hat, report, with_stderr=draws is None, run_codes=data.run_codes)
+    from .correlation import correlation_record, draws_correlation, jacobian_correlation
+
+    # The Jacobian on the thinned copy of a huge table: the valley's shape, not its depth, is wanted.
+    diagnosis["correlations"] = correlation_record([param.names[i] for i in param.free],
+                                                   jacobian_correlation(search, u_hat), draws_correlation(draws_u))
+    if profile:
+        from .profile import profile_problem
+
+        diagnosis["profile"] = profile_problem(problem, u_hat, level=ci, runs=data.run_codes)
     if identify:
         from .identify import undetermined
 
@@ -358,5 +382,6 @@ def fit(
             "interval": interval if n_bootstrap else None, "bootstrap_method": method,
             "distinct_resamples": n_distinct,
             "stretch": stretch_factor(data.n_runs, len(param.free), ci) if interval == "stretched" else 1.0,
+            **({"bounds": bounds} if bounds else {}),
         }, timings={"fit_s": t_fit, "total_s": time.perf_counter() - t0}, **diagnosis,
     )

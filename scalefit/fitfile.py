@@ -29,6 +29,15 @@ import numpy as np
 
 from ._io import atomic_write, check_input_file, json_safe, read_json, refuse_overwrite, write_table
 from .errors import DataError
+from .solver import parse_tie
+
+
+def _tie_source(text: str) -> str | None:
+    """The parameter a stored tie (``alpha`` or ``2*alpha``) refers to; None when it is not a tie."""
+    try:
+        return parse_tie("tie", text)[0]
+    except DataError:
+        return None
 
 SCHEMA = "scalefit.fit/1"
 INLINE_DRAWS = 200_000  # values; larger draw sets go to a parquet file beside fit.json
@@ -209,7 +218,7 @@ def parse(path: str | Path, payload: dict, law) -> dict:
             raise DataError(f"{path}: field {where}: low > high ([{low:g}, {high:g}])")
         status = e.get("status", "free")
         if not (isinstance(status, str) and (status in ("free", "fixed", "translated") or
-                                             (status.startswith("tied:") and status[5:] in names))):
+                                             (status.startswith("tied:") and _tie_source(status[5:]) in names))):
             raise f.fail(f"{where}.status", "free, fixed, translated or tied:<parameter>", status)
         if not isinstance(e.get("at_bound", False), bool):
             raise f.fail(f"{where}.at_bound", "true or false", e.get("at_bound"))
@@ -246,6 +255,7 @@ def parse(path: str | Path, payload: dict, law) -> dict:
         notes = calibration.get("notes", [])
         if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
             raise f.fail("diagnostics.extrapolation_errors.notes", "a list of strings", notes)
+    _check_diagnostics_extras(f, diagnostics, settings, law)
     warns = diagnostics.get("warnings", [])
     if not isinstance(warns, list) or not all(isinstance(w, str) for w in warns):
         raise f.fail("diagnostics.warnings", "a list of strings", warns)
@@ -289,6 +299,85 @@ def parse(path: str | Path, payload: dict, law) -> dict:
         "data_info": data_info, "timings": f.mapping("timings"),
         "draws": _draws(f, payload.get("draws"), names, law),
     }
+
+
+def _check_diagnostics_extras(f: _Fields, diagnostics: dict, settings: dict, law) -> None:
+    """Correlations, allocation exponents, profile intervals and narrowed bounds (all optional: files
+    written before they existed load as they are)."""
+    names = law.param_names
+
+    def names_list(value, field):
+        if not (isinstance(value, list) and all(isinstance(n, str) and n in names for n in value)):
+            raise f.fail(field, "a list of the law's parameter names", value)
+        return value
+
+    corr = diagnostics.get("correlations")
+    if corr is not None:
+        if not isinstance(corr, dict):
+            raise f.fail("diagnostics.correlations", "an object", corr)
+        free = names_list(corr.get("names"), "diagnostics.correlations.names")
+        for kind in ("jacobian", "bootstrap"):
+            matrix = corr.get(kind)
+            if matrix is None:
+                continue
+            if not (isinstance(matrix, list) and len(matrix) == len(free)
+                    and all(isinstance(row, list) and len(row) == len(free) for row in matrix)):
+                raise f.fail(f"diagnostics.correlations.{kind}", f"a {len(free)} x {len(free)} matrix", matrix)
+            for i, row in enumerate(matrix):
+                for j, v in enumerate(row):
+                    f.number(v, f"diagnostics.correlations.{kind}[{i}][{j}]", lo=-1.0, hi=1.0, optional=True)
+        for key in ("pairs", "ridges"):
+            if not isinstance(corr.get(key, []), list):
+                raise f.fail(f"diagnostics.correlations.{key}", "a list", corr.get(key))
+        if not all(isinstance(n, str) for n in corr.get("ridges", [])):
+            raise f.fail("diagnostics.correlations.ridges", "a list of strings", corr.get("ridges"))
+        for i, pair in enumerate(corr.get("pairs", [])):
+            if not (isinstance(pair, dict) and isinstance(pair.get("ridge", False), bool)):
+                raise f.fail(f"diagnostics.correlations.pairs[{i}]", "an object with params, jacobian, bootstrap, ridge", pair)
+            names_list(pair.get("params"), f"diagnostics.correlations.pairs[{i}].params")
+            for kind in ("jacobian", "bootstrap"):
+                f.number(pair.get(kind), f"diagnostics.correlations.pairs[{i}].{kind}", lo=-1.0, hi=1.0, optional=True)
+    alloc = diagnostics.get("allocation")
+    if alloc is not None:
+        if not isinstance(alloc, dict):
+            raise f.fail("diagnostics.allocation", "an object", alloc)
+        names_list(alloc.get("exponents"), "diagnostics.allocation.exponents")
+        for key in ("a", "b"):
+            q = alloc.get(key)
+            if not isinstance(q, dict):
+                raise f.fail(f"diagnostics.allocation.{key}", "an object with value, low, high", q)
+            f.number(q.get("value"), f"diagnostics.allocation.{key}.value")
+            for end in ("low", "high"):
+                f.number(q.get(end), f"diagnostics.allocation.{key}.{end}", optional=True)
+    prof = diagnostics.get("profile")
+    if prof is not None:
+        if not isinstance(prof, dict) or not isinstance(prof.get("params"), dict):
+            raise f.fail("diagnostics.profile", "an object with level, threshold and params", prof)
+        f.number(prof.get("level"), "diagnostics.profile.level", lo=1e-6, hi=1 - 1e-9)
+        f.number(prof.get("threshold"), "diagnostics.profile.threshold", lo=0.0)
+        if not isinstance(prof.get("rule", ""), str):
+            raise f.fail("diagnostics.profile.rule", "a string", prof.get("rule"))
+        for name, p in prof["params"].items():
+            where = f"diagnostics.profile.params.{name}"
+            if name not in names or not isinstance(p, dict):
+                raise f.fail(where, "an interval of one of the law's parameters", p)
+            low, high = f.number(p.get("low"), f"{where}.low"), f.number(p.get("high"), f"{where}.high")
+            if low > high:
+                raise DataError(f"{f.path}: field {where}: low > high ([{low:g}, {high:g}])")
+            for end in ("low_open", "high_open"):
+                if not isinstance(p.get(end, False), bool):
+                    raise f.fail(f"{where}.{end}", "true or false", p.get(end))
+    bounds = settings.get("bounds")
+    if bounds is not None:
+        if not isinstance(bounds, dict):
+            raise f.fail("settings.bounds", "an object of parameter -> [low, high]", bounds)
+        for name, span in bounds.items():
+            if name not in names or not (isinstance(span, list) and len(span) == 2):
+                raise f.fail(f"settings.bounds.{name}", "[low, high] of one of the law's parameters", span)
+            lo, hi = (f.number(v, f"settings.bounds.{name}[{i}]") for i, v in enumerate(span))
+            if not (lo < hi and _within(lo, law.params[name].bounds) and _within(hi, law.params[name].bounds)):
+                raise DataError(f"{f.path}: field settings.bounds.{name} = [{lo:g}, {hi:g}] is not a range inside "
+                                f"the law's bounds {list(law.params[name].bounds)}")
 
 
 def _draws(f: _Fields, raw: Any, names: list[str], law) -> np.ndarray | None:

@@ -147,9 +147,9 @@ def _profile_problem(problem: Problem, j: int, value: float) -> Problem:
     ties = {}
     for k, src in param.ties.items():
         if src == i:
-            fixed[names[k]] = value
+            fixed[names[k]] = value * param.tie_scale[k]
         else:
-            ties[names[k]] = names[src]
+            ties[names[k]] = param.tie_text(k)
     out = copy.copy(problem)
     out.param = Parameterization(problem.law, fixed, ties)
     return out

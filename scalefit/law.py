@@ -50,12 +50,15 @@ class Param:
     init:   starting values; the product of all parameters' ``init`` is the multi-start grid.
     log:    optimise log(value) (for positive scale parameters such as A, B, E).
     doc:    what the parameter means, shown by ``scalefit laws show``.
+    edges:  what a fit at a bound means, where the bound is a meaningful limit of the law rather than a
+            guard: ``("low" | "high", text)`` pairs, said in the fit report instead of "the bound is too tight".
     """
 
     bounds: tuple[float, float]
     init: Sequence[float]
     log: bool = False
     doc: str = ""
+    edges: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "bounds", (float(self.bounds[0]), float(self.bounds[1])))
@@ -77,6 +80,9 @@ class Law:
     reference: Mapping[str, Mapping[str, float]] = {}
     # Units the reference values are in, e.g. {"loss_unit": "nats", "params_convention": "total"}.
     reference_units: Mapping[str, str] = {}
+    # Point laws of the form E + A/N^alpha + B/D^beta: the (N, D) exponents whose ratio gives the allocation
+    # exponents N_opt ∝ C^a (scalefit.allocation); None for laws without that closed form.
+    allocation_exponents: tuple[str, str] | None = None
     origin: str = "builtin"  # set by the registry: builtin | file:PATH | entrypoint:DIST==VER
     source_file: str | None = None
 

@@ -113,7 +113,7 @@ class FitResult:
     @classmethod
     def from_fit(cls, *, law, data, theta, objective, residuals, logy, weights, at_bound, status, n_free,
                  n_starts, n_refined, n_converged_best, asymptotic_stderr, draws, settings, timings,
-                 run_offsets=None, undetermined=None):
+                 run_offsets=None, undetermined=None, correlations=None, profile=None):
         """Assemble a fit from plain values that :func:`scalefit.fit.fit` computed at the optimum.
 
         ``residuals``, ``logy`` and ``weights`` are per row (log predicted minus log observed, log loss,
@@ -121,8 +121,12 @@ class FitResult:
         to free, fixed or tied:<name>; ``n_free`` counts the free ones; the three counts describe the
         multi-start; ``asymptotic_stderr`` (natural units, or None) is used when there are no ``draws``;
         ``run_offsets`` is each run's mean log residual (observed - law), whose scatter a prediction adds;
-        ``undetermined`` names the free parameters the data do not pin down (None: not examined).
+        ``undetermined`` names the free parameters the data do not pin down (None: not examined);
+        ``correlations`` (:func:`scalefit.correlation.correlation_record`) and ``profile``
+        (:func:`scalefit.profile.profile_problem`) are stored as they are.
         """
+        from .allocation import allocation_exponents
+
         names = law.param_names
         ci = settings["ci"]
         r = np.asarray(residuals, dtype=float)
@@ -166,8 +170,10 @@ class FitResult:
         messages = []
         for name in sorted(at_bound):
             lo, hi = law.params[name].bounds
-            messages.append(f"parameter '{name}' = {estimates[name].value:.6g} sits at a bound of [{lo:g}, {hi:g}]: "
-                            f"the law may not describe these data, or the bound is too tight")
+            value = estimates[name].value
+            meaning = dict(law.params[name].edges).get("low" if abs(value - lo) <= abs(value - hi) else "high")
+            messages.append(f"parameter '{name}' = {value:.6g} sits at a bound of [{lo:g}, {hi:g}]: "
+                            + (meaning or "the law may not describe these data, or the bound is too tight"))
         if undetermined:
             what = "curves" if law.kind == "curve" else "runs"
             past = (f"past step {int(data.column('step').max()):,}" if law.kind == "curve" and "step" in data.frame
@@ -209,8 +215,12 @@ class FitResult:
             "residual_scale_log": residual_scale(r, n_free),
             "run_offsets_log": None if run_offsets is None else [_finite_or_none(v) for v in run_offsets],
             "undetermined": None if undetermined is None else list(undetermined),
+            "correlations": correlations,
+            "allocation": allocation_exponents(law, theta, draws, ci, settings.get("stretch", 1.0)),
             "warnings": messages,
         }
+        if profile is not None:
+            diagnostics["profile"] = profile
         data_info = {"source": data.source, "hash": data.content_hash(), "columns": dict(data.columns),
                      "n_rows": len(data), "ranges": data.ranges(), "dropped": list(data.dropped)}
         return cls(law, theta, estimates, objective=objective, n_runs=n_runs, n_points=n_points,
@@ -348,37 +358,24 @@ class FitResult:
 
         return write(path, self.to_dict(), self.draws, self.param_names, force=force)
 
-    def report(self) -> str:
-        """The fit as plain text in lmfit's familiar sections: what was fitted, the variables with their
-        intervals, fit statistics, and every warning (a failed fit says so first)."""
-        d, ci = self.diagnostics, self.ci
-        lines = [f"[[Model]]\n    {self.law.name}: {self.law.formula}"]
-        if not self.success:
-            lines.append(f"    FIT FAILED: {d.get('message', '')} -- the values below are not estimates")
-        lines.append("[[Fit Statistics]]")
-        for label, value in (("runs / points", f"{self.n_runs} / {self.n_points}"),
-                             ("objective", f"{self.objective:.6g} ({self.settings.get('loss', 'huber')}, "
-                                           f"delta={_num(self.settings.get('delta'), 6)})"),
-                             ("RMSE (log loss)", _num(d.get("rmse_log"), 4)), ("R² (log loss)", _num(d.get("r2_log"), 5)),
-                             ("starts", f"{d.get('n_starts')} evaluated, {d.get('n_refined')} refined, "
-                                        f"{d.get('n_converged_best')} reached the best objective"),
-                             ("intervals", d.get("interval", ""))):
-            lines.append(f"    {label:<17} = {value}")
-        lines.append("[[Variables]]")
-        width = max(len(n) for n in self.params)
-        for name, e in self.params.items():
-            text = f"    {name:<{width}}: {e.value:.6g}"
-            if e.low is not None and e.high is not None and self.success:
-                text += f"  [{e.low:.5g}, {e.high:.5g}] ({ci:.0%})"
-            if e.stderr is not None and self.success:
-                text += f"  +/- {e.stderr:.3g}"
-            notes = [e.status] if e.status != "free" else []
-            notes += ["at bound"] if e.at_bound else []
-            lines.append(text + (f"  ({', '.join(notes)})" if notes else ""))
-        if d.get("warnings"):
-            lines.append("[[Warnings]]")
-            lines.extend(f"    {w}" for w in d["warnings"])
-        return "\n".join(lines)
+    def report(self, min_correl: float = 0.5) -> str:
+        """The fit as plain text in lmfit's familiar sections: [[Model]], [[Fit Statistics]], [[Variables]]
+        (with the allocation exponents and, when computed, profile intervals), [[Correlations]] above
+        ``min_correl`` with the ridges in words, and [[Warnings]] (a failed fit says so first)."""
+        from .fitreport import text_report
+
+        return text_report(self, min_correl)
+
+    def fit_report(self, min_correl: float = 0.5) -> str:
+        """lmfit's name for :meth:`report`."""
+        return self.report(min_correl)
+
+    def to_lmfit(self):
+        """The fit as an lmfit ``Parameters`` (values, stderr, bounds, ties as ``expr``, correlations as
+        ``correl``); imports lmfit. See :mod:`scalefit.lmfit_bridge`."""
+        from .lmfit_bridge import to_lmfit
+
+        return to_lmfit(self)
 
     def _repr_html_(self) -> str:
         """A notebook's view: the parameter table and the fit statistics (all text escaped)."""

@@ -63,12 +63,31 @@ class RobustLoss:
         return np.where(a <= d, 1.0, d / np.maximum(a, 1e-300))
 
 
+def parse_tie(name: str, text: str) -> tuple[str, float]:
+    """A tie's source and constant: ``"alpha"`` -> ("alpha", 1.0), ``"2*alpha"`` or ``"alpha*2"`` ->
+    ("alpha", 2.0). A positive finite constant only (a tie keeps the sign and bounds sense of a scale)."""
+    parts = [part.strip() for part in str(text).split("*")]
+    if len(parts) == 1:
+        return parts[0], 1.0
+    if len(parts) == 2:
+        for number, src in (parts, parts[::-1]):
+            try:
+                scale = float(number)
+            except ValueError:
+                continue
+            if np.isfinite(scale) and scale > 0 and src.isidentifier():
+                return src, scale
+    raise DataError(f"ties={{{name!r}: {text!r}}}: use a parameter name or a positive number times one "
+                    f"(e.g. '2*alpha')", options=("ties",))
+
+
 # --------------------------------------------------------------------------- parameter mapping
 class Parameterization:
     """Maps the optimiser's free vector ``u`` to the law's full natural-unit vector ``theta``.
 
     Free parameters with ``log=True`` are optimised as log(value). ``fixed`` pins values (``--set``);
-    ``ties`` makes one parameter equal another (``--tie beta=alpha``, as Gadre et al. do).
+    ``ties`` makes one parameter equal another (``{"beta": "alpha"}``, as Gadre et al. do) or a constant
+    times another (``{"beta": "2*alpha"}``); ``tie_scale`` holds those constants.
     """
 
     def __init__(self, law: Law, fixed: Mapping[str, float] | None = None, ties: Mapping[str, str] | None = None):
@@ -80,6 +99,8 @@ class Parameterization:
         for name in list(fixed) + list(ties):
             if name not in names:
                 raise DataError(f"law '{law.name}' has no parameter '{name}'; parameters are: {', '.join(names)}")
+        parsed = {name: parse_tie(name, text) for name, text in ties.items()}
+        ties = {name: src for name, (src, _) in parsed.items()}
         for name, src in ties.items():
             if src not in names:
                 raise DataError(f"ties={{{name!r}: {src!r}}}: law '{law.name}' has no parameter '{src}'", options=("ties",))
@@ -95,6 +116,7 @@ class Parameterization:
                                 options=("fixed",))
         self.fixed = {names.index(k): float(v) for k, v in fixed.items()}
         self.ties = {names.index(k): names.index(v) for k, v in ties.items()}
+        self.tie_scale = {names.index(k): scale for k, (_, scale) in parsed.items()}
         self.free = [i for i in range(len(names)) if i not in self.fixed and i not in self.ties]
         if not self.free:
             raise DataError(f"law '{law.name}': every parameter is fixed or tied; nothing to fit")
@@ -106,7 +128,12 @@ class Parameterization:
         for j, i in enumerate(self.free):
             self.expand[i, j] = 1.0
         for i, src in self.ties.items():
-            self.expand[i, self.free.index(src)] = 1.0
+            self.expand[i, self.free.index(src)] = self.tie_scale[i]
+
+    def tie_text(self, i: int) -> str:
+        """Parameter i's tie as written: ``alpha`` or ``2*alpha``."""
+        src, scale = self.names[self.ties[i]], self.tie_scale[i]
+        return src if scale == 1.0 else f"{scale:.17g}*{src}"
 
     def to_theta(self, u: np.ndarray) -> np.ndarray:
         u = np.atleast_2d(u)

@@ -141,3 +141,30 @@ def test_gadre_compare_runs_every_law_per_corpus():
     assert [r["n_test"] for r in rows] == [1, 1, 1]  # the 6.9B model
     for r in rows:
         assert np.isfinite(r["holdout_are"]) and r["in_range_are"] < 0.03
+
+
+def test_backtest_information_criteria_are_the_training_fits_own(monkeypatch):
+    """AIC, BIC and k come from one place, fitreport.fit_statistics on the fit of the training rows (the fit
+    report's numbers), not from residuals recomputed in the backtest; checked against lmfit's formula on a
+    weighted table."""
+    import math
+
+    import scalefit.fitreport as fitreport
+
+    frame = _final_runs().assign(weight=np.tile([1.0, 2.0, 0.5, 1.0], 5))
+    data = from_frame(frame, required=["params", "tokens", "loss"])
+    seen = []
+    real = fitreport.fit_statistics
+    monkeypatch.setattr(fitreport, "fit_statistics", lambda res: seen.append(res) or real(res))
+    row = backtest(get_law("chinchilla"), data, "largest", fixed={"E": 1.69})
+    assert len(seen) == 1 and seen[0].n_points == row["n_train"] == 16
+    assert {k: row[k] for k in ("n_free", "aic", "bic")} == real(seen[0])
+    train = data.subset(holdout_split(data, "largest").train)
+    law = get_law("chinchilla")
+    theta = np.array([row["params"][p] for p in law.param_names])
+    r = np.log(law.predict(theta[None], law.prepare(train))[0]) - np.log(train.column("loss"))
+    w = train.column("weight") / train.column("weight").mean()
+    n, k = r.size, 4  # E fixed
+    assert row["n_free"] == k
+    assert row["aic"] == pytest.approx(n * math.log(np.sum(w * r**2) / n) + 2 * k, rel=1e-9)
+    assert row["bic"] == pytest.approx(n * math.log(np.sum(w * r**2) / n) + k * math.log(n), rel=1e-9)

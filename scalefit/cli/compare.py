@@ -9,21 +9,6 @@ import typer
 from ._output import console, emit_json, err_console, fmt, warn
 
 
-def _where(frame, items, source):
-    from ..errors import DataError
-
-    for item in items or []:
-        if "=" not in item:
-            raise DataError(f"--where '{item}': expected COLUMN=VALUE, e.g. --where dataset=rpj")
-        col, value = (part.strip() for part in item.split("=", 1))
-        if col not in frame.columns:
-            raise DataError(f"{source}: --where column '{col}' not found; columns are: {', '.join(frame.columns)}")
-        frame = frame[frame[col].astype(str) == value]
-        if frame.empty:
-            raise DataError(f"{source}: --where {col}={value} matches no row")
-    return frame
-
-
 def compare(
     runs: str = typer.Argument(..., help="Runs table (parquet, CSV, JSONL); one row per run or per checkpoint."),
     laws: str = typer.Option("chinchilla,kaplan,farseer", "--laws", help="Comma-separated law names."),
@@ -43,10 +28,11 @@ def compare(
     """Fit each law without the largest models and report in-range and held-out absolute relative error."""
     from ..backtest import check_min_tokens, holdout_split, parse_holdout, required_roles
     from ..backtest import compare as run_compare
-    from ..data import from_frame, parse_column_mapping, read_table
+    from ..data import from_frame, parse_column_mapping
     from ..errors import DataError
     from ..fit import check_options
     from ..registry import get_law
+    from ..tables import filter_rows, read_table
 
     kinds = {get_law(n.strip(), law_file or ()).kind for n in laws.split(",") if n.strip()}
     if kinds == {"curve"}:
@@ -66,7 +52,7 @@ def compare(
     if not names:
         raise DataError("--laws: give at least one law name, e.g. --laws chinchilla,kaplan")
     models = [get_law(n, law_file or ()) for n in names]
-    frame = _where(read_table(runs), where, runs)
+    frame = filter_rows(read_table(runs), where, runs)
     data = from_frame(frame, source=runs, columns=parse_column_mapping(col or []),
                       required=required_roles(models), drop_invalid=drop_invalid)
     for line in data.dropped:
@@ -91,34 +77,39 @@ def compare(
         bar.advance(task)
 
     if json_out:
-        emit_json([{k: r[k] for k in ("law", "in_range_are", "holdout_are", "params", "seconds", "n_train", "n_test")}
-                   for r in rows])
+        emit_json([{k: r[k] for k in ("law", "in_range_are", "holdout_are", "n_free", "aic", "bic", "params", "seconds",
+                                      "n_train", "n_test")} for r in rows])
         return
     from rich.table import Table
 
     best = min(rows, key=lambda r: r["holdout_are"])["law"]
     table = Table(title=f"{runs}: held out {rows[0]['held_out'][0]} ({rows[0]['n_test']} points), "
                         f"fitted on {rows[0]['n_train']}")
-    for c in ("law", "in-range ARE", "held-out ARE", "parameters", "seconds"):
-        table.add_column(c, justify="left" if c in ("law", "parameters") else "right")
+    for c in ("law", "in-range ARE", "held-out ARE", "k", "AIC", "BIC", "seconds"):
+        table.add_column(c, justify="left" if c == "law" else "right", no_wrap=c in ("law", "held-out ARE"))
     for r in rows:
-        params = ", ".join(f"{k}={fmt(v, 4)}" for k, v in r["params"].items())
         mark = " *" if r["law"] == best else ""
         table.add_row(r["law"] + mark, f"{100 * r['in_range_are']:.3f} %", f"{100 * r['holdout_are']:.3f} %",
-                      params, f"{r['seconds']:.2f}")
+                      str(r["n_free"]), f"{r['aic']:.1f}", f"{r['bic']:.1f}", f"{r['seconds']:.2f}")
     console.print(table)
-    console.print("* lowest held-out error", style="dim")
+    for r in rows:  # below the table, so that the numbers above fit a narrow terminal
+        console.print(f"{r['law']}: " + ", ".join(f"{k}={fmt(v, 4)}" for k, v in r["params"].items()),
+                      highlight=False)
+    console.print("* lowest held-out error; k free parameters; AIC/BIC (lower is better) on the fitted rows, "
+                  "Gaussian log residuals: they judge the fit in range, the held-out error the forecast",
+                  style="dim")
 
 
 def _compare_curves(runs, models, holdout, col, where, drop_invalid, delta, bootstrap, lr_table, schedule, json_out):
     """``compare`` for curve laws: the same folds (leave one curve out, or half horizon) for every law."""
     from ..curve_backtest import compare_curves, curve_folds
     from ..curves import load_for, parse_schedule_options
-    from ..data import parse_column_mapping, read_table
+    from ..data import parse_column_mapping
     from ..fit import check_options
+    from ..tables import filter_rows, read_table
 
     check_options(delta=delta, n_bootstrap=bootstrap)
-    frame = _where(read_table(runs), where, runs)
+    frame = filter_rows(read_table(runs), where, runs)
     data = load_for(models[0], frame, columns=parse_column_mapping(col or []), lr_table=lr_table,
                     schedules=parse_schedule_options(schedule), drop_invalid=drop_invalid)
     for line in data.dropped:
