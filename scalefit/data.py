@@ -2,7 +2,8 @@
 
 A *role* is what a column means to a law (``params``, ``tokens``, ``flops``, ``loss``, ``run``,
 ``weight``, ``step``, ``lr``, or any name a law declares, e.g. ``params_avg``). Columns are matched to
-roles by an explicit mapping (``columns={"params": "Model Size"}``), then by exact name, then by alias.
+roles by an explicit mapping (``columns={"params": "Model Size"}``), then by exact name, then by alias;
+an IsoFLOP ``budget`` column is the compute only when no other column names it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .units import parse_count
 # Normalised alias -> role. Normalisation: lower case, spaces/dashes/underscores removed.
 _ALIASES = {
     "params": ["params", "n", "nparams", "numparams", "parameters", "modelsize", "size", "numparameters"],
-    "tokens": ["tokens", "d", "ntokens", "numtokens", "trainingtokens", "data", "tokensseen"],
+    "tokens": ["tokens", "d", "ntokens", "numtokens", "trainingtokens", "data", "tokensseen", "tokennum"],
     "flops": ["flops", "c", "compute", "trainingflop", "trainingflops", "flop"],
     "loss": ["loss", "l", "finalloss", "valloss", "evalloss", "validationloss"],
     # Not "model": tables such as Gadre's use it for a shape trained at several token budgets.
@@ -34,9 +35,14 @@ _ALIASES = {
     "weight": ["weight", "weights", "w"],
     "step": ["step", "steps", "iteration", "iter", "globalstep"],
     "lr": ["lr", "learningrate"],
+    # Distinct tokens available (repeated-data laws); the rest of ``tokens`` are repeats.
+    "unique_tokens": ["uniquetokens", "u", "tokensperepoch", "uniquedata", "nuniquetokens", "numuniquetokens"],
 }
+# Names a role falls back to only when no column above matches: an IsoFLOP table's nominal ``budget`` is
+# its compute, but beside a ``flops`` column (the runs' actual compute) it is not a second candidate.
+_FALLBACK_ALIASES = {"flops": ["budget", "computebudget", "flopbudget"]}
 # Roles whose values must be strictly positive.
-POSITIVE_ROLES = {"params", "tokens", "flops", "loss", "params_avg"}
+POSITIVE_ROLES = {"params", "tokens", "flops", "loss", "params_avg", "unique_tokens"}
 LOSS_UNITS = ("nats", "bits")
 PARAMS_CONVENTIONS = ("total", "non-embedding")
 _COLUMNS_EXAMPLE = "expected ROLE=COLUMN, e.g. columns={'params': 'Model Size'}"
@@ -87,6 +93,9 @@ def _resolve_roles(frame: pd.DataFrame, mapping: Mapping[str, str], source: str,
         candidates: list[str] = []
         for alias in dict.fromkeys(_norm(a) for a in [role, *aliases]):
             candidates += [c for c in by_norm.get(alias, []) if c not in taken and c not in candidates]
+        if role in _FALLBACK_ALIASES and not any(_holds_numbers(frame[c]) for c in candidates):
+            for alias in dict.fromkeys(_norm(a) for a in _FALLBACK_ALIASES[role]):
+                candidates += [c for c in by_norm.get(alias, []) if c not in taken and c not in candidates]
         if not candidates:
             continue
         usable = candidates
@@ -164,6 +173,7 @@ PLAUSIBLE = {
     "params": (1e-12, 1e17),
     "params_avg": (1e-12, 1e17),
     "tokens": (1e-12, 1e20),
+    "unique_tokens": (1e-12, 1e20),
     "flops": (1e-12, 1e40),
     "loss": (0.0, 1e6),  # a per-token loss, or at most a perplexity
 }
@@ -293,6 +303,31 @@ class Dataset:
         return out
 
 
+def _unit_value(value, allowed: tuple) -> str | None:
+    """``value`` as the one of ``allowed`` it spells (case and surrounding spaces ignored), else None."""
+    return text if (text := str(value).strip().lower()) in allowed else None
+
+
+def _unit_column(frame: pd.DataFrame, name: str, given: str | None, allowed: tuple, source: str) -> str | None:
+    """``given`` (already checked), else the one value of a ``loss_unit``/``params_convention`` column
+    (``scalefit import`` writes them), so the units travel with the table into fit.json. A column mixing
+    units, holding a unit scalefit does not know or contradicting ``given`` is refused: bits read as nats
+    would be fitted and compared as if they were nats."""
+    values = sorted({_unit_value(v, allowed) or str(v) for v in frame[name].dropna()}) if name in frame else []
+    if len(values) > 1:
+        raise DataError(f"{source}: column {show_name(name)} mixes {show_names(values)}; keep rows of one unit "
+                        f"(or convert them) before fitting")
+    unit = _unit_value(values[0], allowed) if values else given
+    if values and unit is None:
+        hint = " (a loss in bits per byte or per character is 'bits')" if name == "loss_unit" else ""
+        raise DataError(f"{source}: column {show_name(name)} holds {show_name(values[0])}, not one of "
+                        f"{', '.join(allowed)}{hint}; write one of those (any case) or drop the column")
+    if given is not None and given != unit:
+        raise DataError(f"{source}: {name}={given!r} contradicts the table's column {show_name(name)} ({unit!r}); "
+                        f"drop the option or fix the column", options=(name,))
+    return unit
+
+
 def from_frame(
     frame: pd.DataFrame,
     *,
@@ -310,14 +345,18 @@ def from_frame(
     inf, zero or negative where positive is required) are an error naming the column and rows, or,
     with ``drop_invalid``, dropped and reported in ``Dataset.dropped``.
     """
-    if loss_unit is not None and loss_unit not in LOSS_UNITS:
-        raise option_error("loss_unit", loss_unit, f"use one of {', '.join(LOSS_UNITS)}")
-    if params_convention is not None and params_convention not in PARAMS_CONVENTIONS:
-        raise option_error("params_convention", params_convention, f"use one of {', '.join(PARAMS_CONVENTIONS)}")
+    for name, value, allowed in (("loss_unit", loss_unit, LOSS_UNITS),
+                                 ("params_convention", params_convention, PARAMS_CONVENTIONS)):
+        if value is not None and _unit_value(value, allowed) is None:
+            raise option_error(name, value, f"use one of {', '.join(allowed)}")
+    loss_unit = None if loss_unit is None else _unit_value(loss_unit, LOSS_UNITS)
+    params_convention = None if params_convention is None else _unit_value(params_convention, PARAMS_CONVENTIONS)
     if frame.shape[0] == 0:
         raise DataError(f"{source}: table has no rows")
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
+    loss_unit = _unit_column(frame, "loss_unit", loss_unit, LOSS_UNITS, source)
+    params_convention = _unit_column(frame, "params_convention", params_convention, PARAMS_CONVENTIONS, source)
     if len(set(frame.columns)) != len(frame.columns):
         dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
         raise DataError(f"{source}: duplicated column names {show_names(dupes)}; rename the copies or keep one")

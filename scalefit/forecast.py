@@ -24,7 +24,7 @@ _INPUTS = ("params", "tokens", "compute")
 # What a forecast accepts: thousands of times beyond the largest runs so far, yet small enough that
 # C = 6ND and every law stay finite (1e308 tokens would overflow and print nonsense without a word).
 INPUT_RANGES = {"params": (1.0, 1e16, "parameters"), "tokens": (1.0, 1e24, "tokens"),
-                "compute": (6.0, 1e41, "FLOPs")}
+                "compute": (6.0, 1e41, "FLOPs"), "unique_tokens": (1.0, 1e24, "tokens")}
 
 
 def check_input(name: str, value, param: str | None = None) -> float:
@@ -54,6 +54,8 @@ class Forecast:
     warnings: list[str] = field(default_factory=list)
     interval: str = "confidence"  # what loss.low/high bound: the law's mean, or a new run's observed loss
     calibration: dict | None = None  # interval="calibrated": the model-error half-width added to the loss
+    repetition: dict | None = None  # unique_tokens given: epochs and what the repeated data is worth
+    allocation: dict | None = None  # N_opt ∝ C^a, D_opt ∝ C^b (scalefit.allocation), for laws that have them
 
     def to_dict(self) -> dict:
         out = {
@@ -67,6 +69,10 @@ class Forecast:
         }
         if self.calibration is not None:
             out["calibration"] = dict(self.calibration)
+        if self.repetition is not None:
+            out["repetition"] = dict(self.repetition)
+        if self.allocation is not None:
+            out["allocation"] = dict(self.allocation)
         for key in ("params", "tokens", "compute"):
             q = getattr(self, key)
             if q.low is not None:
@@ -216,6 +222,55 @@ def _honest(q: Quantity) -> Quantity:
     return q
 
 
+class _HeldInputs(Law):
+    """``law`` with some inputs held at one value (unique tokens): the (N, D) searches below run on it as
+    on any (params, tokens) law."""
+
+    def __init__(self, law: Law, **held: float):
+        self.law, self.held = law, held
+        for attr in ("name", "kind", "target", "params", "reference", "formula", "citation", "reference_units",
+                     "origin"):
+            setattr(self, attr, getattr(law, attr))
+        self.inputs = tuple(role for role in law.inputs if role not in held)
+
+    def prepare(self, data):
+        cols = {role: data.column(role) for role in self.inputs}
+        cols.update({role: np.full(len(data), value) for role, value in self.held.items()})
+        return self.law.prepare(Columns(source=data.source, **cols))
+
+    def predict(self, theta, design):
+        return self.law.predict(theta, design)
+
+    def jacobian(self, theta, design):
+        return self.law.jacobian(theta, design)
+
+
+def _hold_unique_tokens(law: Law, unique_tokens) -> Law:
+    """The law to search with: a repeated-data law needs the unique tokens and holds them; others refuse them."""
+    takes = "unique_tokens" in law.inputs
+    if unique_tokens is None and takes:
+        raise DataError(f"law '{law.name}' models repeated data: give unique_tokens, the number of distinct tokens "
+                        f"available (e.g. 1e11)", options=("unique_tokens",))
+    if unique_tokens is None:
+        return law
+    if not takes:
+        raise DataError(f"law '{law.name}' assumes every training token is new; unique_tokens needs a law of repeated "
+                        f"data (data_constrained)", options=("unique_tokens",))
+    return _HeldInputs(law, unique_tokens=check_input("unique_tokens", unique_tokens))
+
+
+def _repetition(law: Law, all_theta, n, d, unique_tokens: float, q, tokens_vary: bool) -> dict:
+    """Epochs over the unique data, and the effective tokens and parameters the law credits them with."""
+    out = {"unique_tokens": unique_tokens, "epochs": q(d / unique_tokens, tokens_vary).to_dict()}
+    effective = getattr(law, "effective", None)
+    if effective is not None:
+        with np.errstate(all="ignore"):
+            rows = [effective(all_theta[i : i + 1], n[i], d[i], unique_tokens) for i in range(len(n))]
+        for key in ("tokens", "params"):
+            out[f"effective_{key}"] = q(np.array([float(r[key][0, 0]) for r in rows])).to_dict()
+    return out
+
+
 def _no_optimum(law: Law, theta: np.ndarray, mode: str, *, params=None, tokens=None, compute=None) -> str:
     """Why there is no compute-optimal answer: which way the law keeps improving along the search line."""
     t = np.atleast_2d(theta)[:1]
@@ -284,7 +339,7 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
              tokens: float | None = None, compute: float | None = None, ci: float = 0.95,
              ranges: dict | None = None, interval: str = "confidence",
              residual_scale: float | None = None, stretch: float = 1.0,
-             calibration: dict | None = None) -> Forecast:
+             calibration: dict | None = None, unique_tokens: float | None = None) -> Forecast:
     """One forecast from any two of (params, tokens, compute), or one of them with the compute-optimal rule.
 
     * params + tokens: the loss there.       * compute: the compute-optimal N, D and loss.
@@ -302,6 +357,11 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
     forecast's ratio to the largest fitted compute (``ranges``). Only the loss is calibrated: the
     intervals of a compute-optimal N, D or C stay parameter uncertainty only (``Forecast.calibration``
     says so in the JSON).
+
+    ``unique_tokens`` (laws of repeated data, such as ``data_constrained``, which require it): the distinct
+    tokens available. Every search then holds it, so ``compute`` alone gives the compute-optimal allocation
+    under that data limit, and ``Forecast.repetition`` says how many epochs that is and what the law
+    credits the repeats with (effective tokens and parameters).
     """
     if interval not in INTERVALS:
         raise option_error("interval", interval, "use confidence or prediction, or calibrated (a calibrated fit)")
@@ -322,6 +382,7 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
                         options=_INPUTS)
     params, tokens, compute = (None if v is None else check_input(name, v)
                                for name, v in (("params", params), ("tokens", tokens), ("compute", compute)))
+    base_law, law = law, _hold_unique_tokens(law, unique_tokens)
     theta = np.asarray(theta, dtype=float)[None]
     all_theta = theta if draws is None else np.vstack([theta, draws])
 
@@ -401,7 +462,13 @@ def forecast(law: Law, theta: np.ndarray, draws: np.ndarray | None = None, *, pa
         interval=interval,
         warnings=warnings,
         calibration=calibrated,
+        repetition=None if unique_tokens is None else _repetition(
+            base_law, all_theta, n, d, law.held["unique_tokens"], q, mode in ("compute-optimal", "optimal-tokens")),
     )
+    from .allocation import allocation_exponents
+
+    # The exponents describe allocation with unlimited unique data: not shown beside a data-limited answer.
+    out.allocation = None if unique_tokens is not None else allocation_exponents(base_law, theta[0], draws, ci, stretch)
     from .stats import check_contains
 
     # An interval far from its own estimate means draws that are not this fit's: refused, not printed.

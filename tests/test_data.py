@@ -120,3 +120,88 @@ def test_units_are_validated():
     with pytest.raises(DataError, match="^loss_unit='furlongs': use one of nats, bits"):
         from_frame(frame, loss_unit="furlongs")
     assert from_frame(frame, loss_unit="bits").units["loss_unit"] == "bits"
+
+
+# ---------------------------------------------------------------------------- review fixes: budget, units, where
+def _chinchilla_rows():
+    """A 3 x 3 grid of runs whose loss follows Chinchilla's law, with an IsoFLOP ``budget`` beside ``flops``."""
+    n = np.repeat([1e8, 3e8, 1e9], 3)
+    d = n * np.tile([10.0, 20.0, 40.0], 3)
+    loss = 1.69 + 406.4 / n**0.34 + 410.7 / d**0.28
+    return pd.DataFrame({"params": n, "tokens": d, "flops": 6 * n * d, "budget": np.round(6 * n * d, -18),
+                         "loss": loss})
+
+
+def test_a_flops_column_wins_over_an_isoflop_budget_column():
+    """Both columns used to be candidates for flops ('2 columns could be the flops') for every point law."""
+    frame = _chinchilla_rows()
+    data = from_frame(frame, required=["params", "tokens", "loss"])
+    assert data.columns["flops"] == "flops"
+    np.testing.assert_allclose(data.column("flops"), frame["flops"])
+    # Alone, budget is the compute (and gives the tokens when they are missing).
+    alone = from_frame(frame.drop(columns=["flops", "tokens"]), required=["params", "tokens", "loss"])
+    assert alone.columns["flops"] == "budget"
+    np.testing.assert_allclose(alone.column("tokens"), frame["budget"] / (6 * frame["params"]))
+    # Two primary names for the compute are still a choice the user makes.
+    with pytest.raises(DataError, match="2 columns could be the flops: 'flops', 'compute'"):
+        from_frame(frame.assign(compute=frame["flops"]), required=["params", "tokens", "loss"])
+
+
+def test_fit_cli_reads_a_table_with_flops_and_budget(tmp_path):
+    from cli_helpers import ok_json
+
+    path = tmp_path / "runs.csv"
+    _chinchilla_rows().to_csv(path, index=False)
+    out = ok_json("data", "check", path, "--law", "chinchilla")
+    assert out["columns"]["flops"] == "flops"
+
+
+@pytest.mark.parametrize("column, option, expected", [("Bits", None, "bits"), (" NATS ", None, "nats"),
+                                                      ("bits", "BITS", "bits"), (None, "Nats", "nats")])
+def test_loss_unit_spellings_are_read_case_insensitively(column, option, expected):
+    frame = pd.DataFrame({"params": [1e8], "tokens": [1e9], "loss": [3.0]})
+    if column is not None:
+        frame["loss_unit"] = column
+    assert from_frame(frame, loss_unit=option).units["loss_unit"] == expected
+
+
+def test_unknown_or_contradicted_units_are_refused():
+    """An unknown loss_unit ('bpb') used to be dropped, so the loss was recorded as nats; an option used to
+    override a column that says otherwise."""
+    frame = pd.DataFrame({"params": [1e8], "tokens": [1e9], "loss": [3.0]})
+    with pytest.raises(DataError, match=r"^t.csv: column 'loss_unit' holds 'bpb', not one of nats, bits"):
+        from_frame(frame.assign(loss_unit="bpb"), source="t.csv")
+    with pytest.raises(DataError, match=r"column 'params_convention' holds 'embedding', not one of total"):
+        from_frame(frame.assign(params_convention="embedding"))
+    with pytest.raises(DataError, match=r"loss_unit='nats' contradicts the table's column 'loss_unit' \('bits'\)") as e:
+        from_frame(frame.assign(loss_unit="Bits"), loss_unit="nats")
+    assert e.value.options == ("loss_unit",)
+    ok = from_frame(frame.assign(params_convention="Non-Embedding"), params_convention="non-embedding")
+    assert ok.units["params_convention"] == "non-embedding"
+
+
+def test_cli_loss_unit_against_the_table_is_one_line(tmp_path):
+    from cli_helpers import assert_clean_error, run
+
+    path = tmp_path / "runs.csv"
+    _chinchilla_rows().drop(columns="budget").assign(loss_unit="bits").to_csv(path, index=False)
+    assert_clean_error(run("fit", path, "--loss-unit", "nats"), "--loss-unit 'nats' contradicts the table's column")
+    path.write_text(_chinchilla_rows().assign(loss_unit="bpb").to_csv(index=False))
+    assert_clean_error(run("fit", path), "column 'loss_unit' holds 'bpb'")
+
+
+def test_filter_rows_from_python():
+    from scalefit.tables import filter_rows
+
+    frame = pd.DataFrame({"dataset": ["rpj", "c4", "rpj"], "epochs": [1.0, 1.0, 4.0], "loss": [3.0, 3.1, 3.2]})
+    assert filter_rows(frame, ["dataset=rpj", "epochs = 4"], "t.csv")["loss"].tolist() == [3.2]
+    assert filter_rows(frame, {"dataset": "rpj", "epochs": 1}, "t.csv")["loss"].tolist() == [3.0]  # 1 == 1.0
+    assert filter_rows(frame, None).equals(frame) and filter_rows(frame, "dataset=c4")["loss"].tolist() == [3.1]
+    with pytest.raises(DataError, match=r"^where='x': expected COLUMN=VALUE") as e:
+        filter_rows(frame, ["x"], "t.csv")
+    assert e.value.options == ("where",)
+    with pytest.raises(DataError, match=r"^t.csv: where column 'corpus' not found; columns are: 'dataset'") as e:
+        filter_rows(frame, {"corpus": "c4"}, "t.csv")
+    assert e.value.options == ("where",)
+    with pytest.raises(DataError, match=r"where=dataset=c4 matches no row \(column 'dataset' holds 'rpj' in"):
+        filter_rows(frame, ["epochs=4", "dataset=c4"], "t.csv")
