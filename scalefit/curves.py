@@ -309,7 +309,7 @@ def load_for(law, path_or_frame, *, columns: Mapping[str, str] | None = None, lr
     row per run with the law's input roles for a point law. The one place that makes this choice."""
     if isinstance(law, CurveLaw):
         return load_curves(path_or_frame, columns=columns, lr_table=lr_table, schedules=schedules,
-                           drop_invalid=drop_invalid, loss_unit=loss_unit)
+                           drop_invalid=drop_invalid, loss_unit=loss_unit, source=source)
     if lr_table is not None or schedules:
         raise DataError("lr_table and schedules describe LR sequences: use them with a curve law "
                         "(e.g. multipower)", options=("lr_table", "schedules"))

@@ -25,7 +25,8 @@ def check(
 ):
     """Read and validate RUNS: column roles found, value ranges, rows that would be dropped.
 
-    Curve tables (``--law`` a curve law) take the LR sources ``fit`` takes: ``--lr-table`` and ``--schedule``.
+    A curve table (``--law`` a curve law, ``--lr-table`` or ``--schedule`` given, or a table with step and lr
+    columns, as ``scalefit import`` writes) is checked as ``fit`` reads it, with those LR sources.
     """
     from ..data import load_runs, parse_column_mapping
     from ..errors import DataError
@@ -37,7 +38,11 @@ def check(
 
         law_obj = get_law(law, law_file or [])
         required = [*law_obj.inputs, law_obj.target]
-    if law_obj is not None and law_obj.kind == "curve":
+    if law_obj is not None:
+        curve = law_obj.kind == "curve"
+    else:
+        curve = bool(lr_table or schedule) or _looks_like_curves(runs, parse_column_mapping(col or []))
+    if curve:
         from ..curves import load_curves, parse_schedule_options
 
         data = load_curves(runs, columns=parse_column_mapping(col or []), drop_invalid=drop_invalid,
@@ -59,8 +64,11 @@ def check(
         "ranges": data.ranges(),
         "dropped": data.dropped,
         "law": law_obj.name if law_obj else None,
+        "curves": curve,
         "ok": True,
     }
+    if curve:
+        summary["lr_source"] = data.frame.attrs.get("lr_source", {})
     if json_out:
         emit_json(summary)
         return
@@ -76,4 +84,19 @@ def check(
         lo, hi = ranges.get(role, (None, None))
         table.add_row(role, column, f"{lo:.4g}" if lo is not None else "", f"{hi:.4g}" if hi is not None else "")
     console.print(table)
-    console.print(line(styled("ok", "green"), f": the columns law '{law_obj.name}' needs are present and valid" if law_obj else ""))
+    if law_obj:
+        done = f": the columns law '{law_obj.name}' needs are present and valid"
+    elif curve:
+        done = ": a curve table; every run has its LR at every step, as curve laws (e.g. multipower) need"
+    else:
+        done = ""
+    console.print(line(styled("ok", "green"), done))
+
+
+def _looks_like_curves(runs: str, columns: dict) -> bool:
+    """A table with a step and an LR column (as ``scalefit import`` writes) is a curve table."""
+    from ..data import from_frame
+    from ..tables import read_table
+
+    found = from_frame(read_table(runs), source=runs, columns=columns, derive_compute=False).columns
+    return "step" in found and "lr" in found

@@ -17,7 +17,7 @@ def fit_command(
     law_opt: Optional[List[str]] = typer.Option(None, "--law-opt", help="A law option, e.g. --law-opt lam=0.99 (repeatable; recorded in fit.json)."),
     col: Optional[List[str]] = typer.Option(None, "--col", help='Map a role to a column: --col params="Model Size" (repeatable).'),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Fix a parameter: --set E=1.69 (repeatable)."),
-    tie: Optional[List[str]] = typer.Option(None, "--tie", help="Tie parameters: --tie beta=alpha (repeatable)."),
+    tie: Optional[List[str]] = typer.Option(None, "--tie", help="Tie parameters: --tie beta=alpha, or a positive constant times one: --tie beta=1.1*alpha (repeatable)."),
     loss: str = typer.Option("huber", "--loss", help="huber (default), lsq or l1, on log residuals."),
     delta: float = typer.Option(1e-3, "--delta", help="Huber width on log residuals."),
     bootstrap: int = typer.Option(0, "--bootstrap", "-b", help="Bootstrap draws for intervals."),
@@ -36,6 +36,8 @@ def fit_command(
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Drop rows with NaN/inf/non-positive values (reported)."),
     lr_table: Optional[str] = typer.Option(None, "--lr-table", help="Curve laws: dense table run, step, lr."),
     schedule: Optional[List[str]] = typer.Option(None, "--schedule", help="Curve laws: RUN=SPEC LR schedule (repeatable)."),
+    where: Optional[List[str]] = typer.Option(None, "--where", help="Keep rows with COLUMN=VALUE (repeatable), e.g. --where source=tensorboard:logs/a."),
+    profile: bool = typer.Option(False, "--profile", help="Also compute profile-likelihood intervals (each free parameter held on a grid, the others refitted), shown beside the bootstrap interval."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when diagnostics flag a problem (bound, poor convergence)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     holdout: Optional[str] = typer.Option(None, "--holdout", help="Backtest: fit without the 'largest' or 'largest:K' models and score them (ARE); curve laws: 'loco', 'run:NAME' or 'horizon:0.5'."),
@@ -67,8 +69,14 @@ def fit_command(
         _register_backend(backend)
     from ..curves import load_for, parse_schedule_options
 
-    data = load_for(law_obj, runs, columns=columns, lr_table=lr_table, schedules=parse_schedule_options(schedule),
-                    drop_invalid=drop_invalid, loss_unit=loss_unit, params_convention=params_convention)
+    table = runs
+    if where:  # a multi-experiment table: the rows asked for, read as `compare --where` reads them
+        from ..tables import filter_rows, read_table
+
+        table = filter_rows(read_table(runs), where, runs)
+    data = load_for(law_obj, table, source=runs, columns=columns, lr_table=lr_table,
+                    schedules=parse_schedule_options(schedule), drop_invalid=drop_invalid, loss_unit=loss_unit,
+                    params_convention=params_convention)
     for line in data.dropped:
         warn(f"{runs}: {line}")
     from ..law import CurveLaw
@@ -96,7 +104,7 @@ def fit_command(
                   backend=backend, bootstrap_method=bootstrap_method)
     progress_cb, progress_ctx = _progress(bootstrap)
     with progress_ctx:
-        result = fit(law_obj, data, progress=progress_cb, interval=interval, **fit_kw)
+        result = fit(law_obj, data, progress=progress_cb, interval=interval, profile=profile, **fit_kw)
         if calibrate:
             from ..curve_backtest import calibrate as run_calibration
 
@@ -286,14 +294,30 @@ def print_fit(result) -> None:
     table.add_column("parameter")
     table.add_column("value" if not failed else "value (not an estimate)", justify="right")
     table.add_column(f"{ci:.0%} interval", justify="right")
+    prof = (d.get("profile") or {}).get("params")
+    if prof:
+        table.add_column(f"{d['profile']['level']:.0%} profile", justify="right")
     table.add_column("stderr", justify="right")
     table.add_column("note")
+    from ..fitreport import correlation_lines, profile_text
+
     for name, e in result.params.items():
         interval = f"[{fmt(e.low)}, {fmt(e.high)}]" if e.low is not None and not failed else "–"
         note = e.status if e.status != "free" else ""
         if e.at_bound:
             note = (note + " at bound").strip()
-        table.add_row(name, fmt(e.value, 6), interval, fmt(e.stderr, 3) if not failed else "–", note)
+        cells = [name, fmt(e.value, 6), interval]
+        if prof:
+            cells.append(profile_text(prof[name]) if name in prof and e.status != "fixed" and not failed else "–")
+        table.add_row(*cells, fmt(e.stderr, 3) if not failed else "–", note)
+    alloc = d.get("allocation")
+    if alloc and not failed:  # the exponents papers quote: N_opt ∝ C^a, D_opt ∝ C^b
+        alpha, beta = alloc["exponents"]
+        for key, top, what in (("a", beta, "N_opt"), ("b", alpha, "D_opt")):
+            q = alloc[key]
+            cells = [key, fmt(q["value"], 4),
+                     f"[{fmt(q['low'], 4)}, {fmt(q['high'], 4)}]" if q.get("low") is not None else "–"]
+            table.add_row(*cells, *([""] if prof else []), "", f"{what} ∝ C^{key}, {key} = {top}/({alpha}+{beta})")
     console.print(table)
     stats = Table(show_header=False, box=None, padding=(0, 2))
     stats.add_row("runs / points", f"{result.n_runs} / {d['n_points']}")
@@ -307,4 +331,15 @@ def print_fit(result) -> None:
         worst = d["largest_residuals"][0]
         stats.add_row("largest residual", f"run {worst['run']}: {worst['residual']:+.4f} log "
                                           f"(loss {worst['loss']:.4g}, predicted {worst['predicted']:.4g})")
+    if d.get("profile"):
+        from ..fitreport import LOWER_OBJECTIVE
+
+        stats.add_row("profile", f"{d['profile']['level']:.0%}: {d['profile'].get('rule', '')}"
+                      + (f"; {LOWER_OBJECTIVE}" if d["profile"].get("lower_objective") else ""))
     console.print(stats)
+    corr = d.get("correlations")
+    lines = correlation_lines(corr)
+    if lines and not failed:
+        console.print(f"correlations (|r| > 0.5, {corr.get('space', '')}):", highlight=False)
+        for line in lines + [f"    {note}" for note in corr.get("ridges") or []]:
+            console.print(line, highlight=False)
