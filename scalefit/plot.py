@@ -1,4 +1,9 @@
-"""Figures a researcher would put in a paper (matplotlib, Agg backend, imported only when asked)."""
+"""Figures a researcher would put in a paper (matplotlib, Agg backend, imported only when asked).
+
+Every plotting function writes to ``path`` (.png, .pdf, .svg, .jpg) through the one atomic writer, or, with
+``path=None``, returns the figure as SVG text (text drawn as glyph outlines, so it renders the same without
+fonts and no label can become markup) for a report to embed.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,9 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False,
-                         "savefig.dpi": 200, "savefig.bbox": "tight", "legend.frameon": False})
+                         "savefig.dpi": 200, "savefig.bbox": "tight", "legend.frameon": False,
+                         # SVG: glyphs as paths (no font needed), ids the same on every run (stable reports)
+                         "svg.fonttype": "path", "svg.hashsalt": "scalefit"})
     return plt
 
 
@@ -36,17 +43,28 @@ def check_plot_path(path: str | Path, force: bool = False, param: str = "path") 
     return refuse_overwrite(path, force)
 
 
-def _save(plt, fig, path: Path, force: bool) -> Path:
-    """Render into memory, then write through the one atomic writer (no partial or clobbered figures)."""
+def _target(path, force: bool) -> Path | None:
+    """``path`` checked before any drawing (see :func:`check_plot_path`); None means "return SVG text"."""
+    return None if path is None else check_plot_path(path, force)
+
+
+def _save(plt, fig, path: Path | None, force: bool) -> Path | str:
+    """Render into memory, then write through the one atomic writer (no partial or clobbered figures);
+    without a path, return the SVG text."""
     import io
 
     from ._io import atomic_write
 
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format=path.suffix.lower().lstrip(".").replace("jpg", "jpeg"))
+        if path is None:
+            fig.savefig(buffer, format="svg", metadata={"Date": None})
+        else:
+            fig.savefig(buffer, format=path.suffix.lower().lstrip(".").replace("jpg", "jpeg"))
     finally:
         plt.close(fig)
+    if path is None:
+        return buffer.getvalue().decode("utf-8")
     return atomic_write(path, buffer.getvalue(), force=force)
 
 
@@ -55,13 +73,13 @@ def _label(text) -> str:
     return str(text).replace("$", r"\$")
 
 
-def plot_fit(result, data, path: str | Path, *, force: bool = False) -> Path:
+def plot_fit(result, data, path: str | Path | None = None, *, force: bool = False) -> Path | str:
     """Loss vs compute (log-log): observed runs coloured by model size, the fitted law along each size
     with its bootstrap band, the compute-optimal frontier, and the fitted range marked."""
     law = result.law
     if isinstance(law, CurveLaw):
         return plot_curves(law, result.theta, data, path, force=force)
-    path = check_plot_path(path, force)
+    path = _target(path, force)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     if law.kind != "point" or not {"params", "tokens"} <= set(law.inputs):
@@ -133,7 +151,7 @@ def plot_schedules(law, theta, schedules: Mapping[str, np.ndarray], path, *, tit
     in the legend. ``highlight`` draws one schedule (e.g. the optimised one) thicker, in black."""
     from .schedule import as_lr, prediction_steps
 
-    path = check_plot_path(path, force)
+    path = _target(path, force)
     plt = _pyplot()
     fig, (ax_lr, ax_loss) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True, gridspec_kw={"height_ratios": [1, 1.6]})
     ylo, yhi = np.inf, -np.inf
@@ -164,7 +182,7 @@ def plot_curves(law, theta, data, path, *, holdout=(), title: str = "", force: b
     ``holdout`` (not used for fitting) are drawn with open markers and dashed lines."""
     from .schedule import prediction_steps
 
-    path = check_plot_path(path, force)
+    path = _target(path, force)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     holdout = set(holdout)
@@ -189,3 +207,43 @@ def plot_curves(law, theta, data, path, *, holdout=(), title: str = "", force: b
     return _save(plt, fig, path, force)
 
 
+
+
+def plot_residuals(result, data, path: str | Path | None = None, *, force: bool = False) -> Path | str:
+    """How far each observed loss sits from the fitted law, in percent (observed / predicted - 1): against
+    training compute for (params, tokens) laws, against the step (one colour per run) for curve laws,
+    against the prediction otherwise. The grey band is +-1 RMSE of log loss; a trend means the law's
+    shape misses the data, not just noise."""
+    law = result.law
+    path = _target(path, force)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    y = data.column(law.target)
+    with np.errstate(all="ignore"):
+        pred = result.evaluate(data, draws=False).value
+        log_res = np.log(y) - np.log(pred)
+    pct = 100 * np.expm1(log_res)
+    if isinstance(law, CurveLaw):
+        steps = data.column("step")
+        runs = data.run_names
+        for i, run in enumerate(dict.fromkeys(runs)):
+            m = runs == run
+            ax.plot(steps[m], pct[m], "o", ms=2.2, color=f"C{i % 10}", alpha=0.7, label=_label(run))
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7, ncol=2, markerscale=2)
+    elif law.kind == "point" and {"params", "tokens"} <= set(law.inputs):
+        n = data.column("params")
+        sc = ax.scatter(6 * n * data.column("tokens"), pct, c=np.log10(n), cmap="viridis", s=12, edgecolor="none")
+        ax.set_xscale("log")
+        ax.set_xlabel("training compute C = 6ND (FLOPs)")
+        fig.colorbar(sc, ax=ax, pad=0.02).set_label("log10 parameters")
+    else:
+        ax.scatter(pred, pct, s=12, color="C0")
+        ax.set_xlabel(f"predicted {law.target}")
+    finite = log_res[np.isfinite(log_res)]
+    rmse = float(np.sqrt(np.mean(finite**2))) if finite.size else 0.0
+    ax.axhspan(-100 * np.expm1(rmse), 100 * np.expm1(rmse), color="0.9", zorder=0, label="_rmse")
+    ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_ylabel("observed / predicted − 1 (%)")
+    ax.set_title(f"residuals (grey band: ±1 RMSE = {100 * np.expm1(rmse):.2f} %)", fontsize=10)
+    return _save(plt, fig, path, force)

@@ -19,10 +19,12 @@ def check_command(
     rule: str = typer.Option("interval", "--rule", help="interval: new estimate inside the baseline's interval; overlap: the intervals overlap."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     junit: Optional[str] = typer.Option(None, "--junit", help="Also write a JUnit XML report (one test case per quantity; replaced each run)."),
+    report_format: Optional[str] = typer.Option(None, "--report", help="md: print the comparison as a GitHub-flavoured Markdown table instead (for a CI job summary: >> $GITHUB_STEP_SUMMARY)."),
     update: bool = typer.Option(False, "--update-baseline", help="Accept the new fit: rewrite the baseline atomically, keeping the old one as BASELINE.<time>.prev."),
     law_file: Optional[List[str]] = typer.Option(None, "--law-file", help="Load laws from this Python file (repeatable)."),
 ):
     """Compare a fit with a baseline: exit 0 within tolerance, 1 on drift, 2 when they cannot be compared."""
+    import sys
     from pathlib import Path
 
     from .._io import atomic_write
@@ -32,6 +34,10 @@ def check_command(
     from ..result import load_fit
     from ._options import to_flags
 
+    if report_format not in (None, "md"):
+        raise DataError(f"--report {report_format}: the one report format is md (Markdown)")
+    if report_format and json_out:
+        raise DataError("give --json or --report md, not both")
     for path in law_file or []:
         register_file(path)
     if update:
@@ -53,6 +59,12 @@ def check_command(
                      remedy="another --junit path")
     if json_out:
         emit_json(report.to_dict())
+    elif report_format == "md":
+        from ..report import check_markdown
+
+        sys.stdout.write(check_markdown(report, new=fit_path, baseline=baseline))
+        if junit:
+            info(f"wrote {junit}")
     else:
         _print(report)
         if junit:
