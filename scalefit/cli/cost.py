@@ -1,7 +1,7 @@
-"""``scalefit cost estimate|calibrate|search|hardware``: wall-clock cost of training, both ways.
+"""``scalefit cost estimate|calibrate|search|hardware|measure|probe``: wall-clock cost of training, both ways.
 
 Thin layer over :mod:`scalefit.cost`: parse and echo sizes, call the library, print a table or one JSON
-object. Heavy imports happen inside the commands.
+object. Heavy imports happen inside the commands. ``measure`` and ``probe`` live in :mod:`.cost_measure`.
 """
 
 from __future__ import annotations
@@ -418,3 +418,10 @@ def hardware_command(json_out: bool = JsonOpt):
                   fmt(r["hbm_gb"], 4), fmt(r["hbm_gbps"], 5), fmt(r["link_gbps"], 5), fmt(r["link_domain"], 5),
                   fmt(r["scaleout_gbps"], 4), r["source"])
     console.print(t)
+
+
+# --------------------------------------------------------------------------------------------  measure, probe
+from .cost_measure import measure_command, probe_command  # noqa: E402
+
+app.command("measure")(measure_command)
+app.command("probe")(probe_command)

@@ -101,8 +101,10 @@ def timings_features(frame, hardware: Hardware, source: str = "<timings>") -> tu
     return feats, times
 
 
-def _nnls_fit(X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """min sum ((y - b0 - X beta) / y)^2 over b0, beta >= 0 (relative errors: step times span decades)."""
+def fit_step_time(X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """min sum ((y - b0 - X beta) / y)^2 over b0, beta >= 0 (relative errors: step times span decades).
+
+    ``X`` is (rows, terms), ``y`` the measured step times; returns (b0, beta)."""
     from scipy.optimize import nnls
 
     A = np.column_stack([np.ones(len(y)), X]) / y[:, None]
@@ -125,17 +127,21 @@ def _metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
-def _fit_and_score(X, y, folds, seed):
-    b0, beta = _nnls_fit(X, y)
-    in_sample = _metrics(y, b0 + X @ beta)
-    rng = np.random.default_rng(seed)
-    fold_of = rng.permutation(len(y)) % folds
-    held = np.empty_like(y)
+def held_out_predictions(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Each row's step time predicted by :func:`fit_step_time` fitted without its fold: the k-fold
+    assignment :func:`calibrate` scores with (rows permuted by ``seed``, then dealt round-robin)."""
+    fold_of = np.random.default_rng(seed).permutation(len(y)) % folds
+    held = np.empty_like(y, dtype=float)
     for k in range(folds):
         test = fold_of == k
-        c0, cb = _nnls_fit(X[~test], y[~test])
+        c0, cb = fit_step_time(X[~test], y[~test])
         held[test] = c0 + X[test] @ cb
-    return b0, beta, in_sample, _metrics(y, held)
+    return held
+
+
+def _fit_and_score(X, y, folds, seed):
+    b0, beta = fit_step_time(X, y)
+    return b0, beta, _metrics(y, b0 + X @ beta), _metrics(y, held_out_predictions(X, y, folds, seed))
 
 
 def check_calibration_options(*, folds: int = 5, seed: int = 0) -> None:
