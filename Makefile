@@ -1,7 +1,7 @@
 # scalefit developer tasks. `make help` lists them.
 PYTHON ?= python3
 
-.PHONY: help install demo test lint bench calibration study clean
+.PHONY: help install demo test lint bench calibration study costclaim clean
 
 help:  ## this list
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -9,9 +9,8 @@ help:  ## this list
 install:  ## install scalefit with the test extras into the current environment
 	$(PYTHON) -m pip install -e '.[test]'
 
-demo:  ## fit the bundled example table and forecast a 7B model
-	scalefit fit data/example_runs.csv --bootstrap 1000 --out fit.json --force --plot fit.png
-	scalefit predict --fit fit.json --params 7B
+demo:  ## the bundled real data end to end: fit, forecast, curve law, schedules, HTML reports (writes out/demo/)
+	examples/demo.sh out/demo
 
 test:  ## the test suite (what CI runs)
 	$(PYTHON) -m pytest
@@ -30,6 +29,9 @@ calibration:  ## interval coverage: simulation (point and curve laws) and held-o
 
 study:  ## multipower: fitted optimum vs the official recipe on the MPL split; writes benchmarks/results/mpl_split_study.md
 	$(PYTHON) benchmarks/mpl_split_study.py
+
+costclaim:  ## the memory-copy claim on measured CPU step times; writes benchmarks/results/cost_claim.md
+	$(PYTHON) benchmarks/cost_claim.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache fit.json fit.png

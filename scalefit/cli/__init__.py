@@ -58,7 +58,7 @@ class _Boundary(TyperGroup):
         except KeyboardInterrupt as exc:
             # Ctrl-C or a termination signal: say honestly which files are complete (each was written
             # atomically, so nothing is half-written) and exit 128 + the signal number.
-            done = written()[before:]
+            done = list(dict.fromkeys(written()[before:]))  # a file rewritten row by row is named once
             outcome = (f"wrote {', '.join(clean(p) for p in done)} before stopping" if done
                        else "nothing was written")
             if isinstance(exc, Terminated):
@@ -152,6 +152,9 @@ app.add_typer(_laws_cmd.app, name="laws")
 app.add_typer(_data_cmd.app, name="data")
 app.add_typer(_schedule_cmd.app, name="schedule")
 app.add_typer(_cost_cmd.app, name="cost")
+from . import hparams as _hparams_cmd  # noqa: E402
+
+app.add_typer(_hparams_cmd.app, name="hparams")
 
 from . import compare as _compare_cmd  # noqa: E402
 from . import l2l as _l2l_cmd  # noqa: E402
@@ -159,6 +162,18 @@ from . import l2l as _l2l_cmd  # noqa: E402
 app.command("compare")(_compare_cmd.compare)
 app.command("pair")(_l2l_cmd.pair)
 app.command("translate")(_l2l_cmd.translate)
+
+from . import importer as _import_cmd  # noqa: E402
+
+app.command("import")(_import_cmd.import_command)  # `import` is a Python keyword: the function has another name
+
+from . import isoflop as _isoflop_cmd  # noqa: E402
+
+app.command("isoflop")(_isoflop_cmd.isoflop_command)
+
+from . import report as _report_cmd  # noqa: E402
+
+app.command("report")(_report_cmd.report_command)
 
 
 def main() -> None:  # console-script entry point
