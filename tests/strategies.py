@@ -22,6 +22,23 @@ def chinchilla_frame(theta=EPOCH, sizes=5, budgets=5, noise=0.01, seed=0, n_max=
     return pd.DataFrame({"params": n, "tokens": d, "loss": loss * np.exp(rng.normal(0, noise, n.size))})
 
 
+def lmfit_chinchilla(res, data, vary_fixed: bool = False):
+    """An independent lmfit model of a Chinchilla fit on ``data`` (log residuals written out by hand) and
+    its Parameters started at ``res``'s estimates; fixed ones stay fixed unless ``vary_fixed``."""
+    import lmfit
+
+    N, D, y = data.column("params"), data.column("tokens"), data.column("loss")
+
+    def resid(p):
+        v = p.valuesdict()
+        return np.log(v["E"] + v["A"] * N ** -v["alpha"] + v["B"] * D ** -v["beta"]) - np.log(y)
+
+    params = lmfit.Parameters()
+    for name, e in res.params.items():
+        params.add(name, value=e.value, vary=vary_fixed or e.status == "free", min=0)
+    return resid, params
+
+
 # ---------------------------------------------------------------------- hostile tables
 _weird_floats = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from cli_helpers import ok_json, run
 from conftest import shared_file
+from strategies import lmfit_chinchilla
 
 from scalefit.backtest import compare, holdout_split
 from scalefit.data import from_frame
@@ -28,15 +29,7 @@ def test_information_criteria_formula():
 def test_fit_report_aic_bic_equal_lmfits_on_the_same_least_squares_fit(epoch_data):
     lmfit = pytest.importorskip("lmfit")
     res = fit("chinchilla", epoch_data, loss="lsq", fixed={"E": 1.8172})
-    N, D, y = epoch_data.column("params"), epoch_data.column("tokens"), epoch_data.column("loss")
-
-    def resid(p):
-        v = p.valuesdict()
-        return np.log(v["E"] + v["A"] * N ** -v["alpha"] + v["B"] * D ** -v["beta"]) - np.log(y)
-
-    params = lmfit.Parameters()
-    for name, e in res.params.items():
-        params.add(name, value=e.value, vary=e.status == "free", min=0)
+    resid, params = lmfit_chinchilla(res, epoch_data)
     out = lmfit.minimize(resid, params, method="leastsq")
     stats = fit_statistics(res)
     assert stats["n_free"] == out.nvarys == 4

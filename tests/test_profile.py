@@ -3,9 +3,9 @@ the same objective, shown beside the bootstrap interval in the report, --json an
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from cli_helpers import ok_json, run
+from strategies import lmfit_chinchilla
 
 from scalefit.fit import fit
 from scalefit.profile import profile_intervals
@@ -46,15 +46,7 @@ def test_epoch_alpha_profile_beside_the_bootstrap(huber_fit, epoch_fit):
 def test_least_squares_profile_equals_lmfit_conf_interval(epoch_data):
     lmfit = pytest.importorskip("lmfit")
     res = fit("chinchilla", epoch_data, loss="lsq", profile=True)
-    N, D, y = epoch_data.column("params"), epoch_data.column("tokens"), epoch_data.column("loss")
-
-    def resid(p):
-        v = p.valuesdict()
-        return np.log(v["E"] + v["A"] * N ** -v["alpha"] + v["B"] * D ** -v["beta"]) - np.log(y)
-
-    params = lmfit.Parameters()
-    for name, e in res.params.items():
-        params.add(name, value=e.value, min=0)
+    resid, params = lmfit_chinchilla(res, epoch_data, vary_fixed=True)
     mini = lmfit.Minimizer(resid, params)
     best = mini.minimize(method="leastsq")
     ci = lmfit.conf_interval(mini, best, sigmas=[0.95])
