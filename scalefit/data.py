@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,10 @@ import pandas as pd
 
 from .errors import DataError, UnitsWarning, option_error
 from .pruning import PRUNING_INPUTS, params_avg_of_pruned_runs
-from .tables import read_table, show_name, show_names
+from .tables import normalise_name, read_table, show_name, show_names
 from .units import parse_count
 
-# Normalised alias -> role. Normalisation: lower case, spaces/dashes/underscores removed.
+# Normalised alias -> role (see tables.normalise_name: lower case, spaces/dashes/underscores removed).
 _ALIASES = {
     "params": ["params", "n", "nparams", "numparams", "parameters", "modelsize", "size", "numparameters"],
     "tokens": ["tokens", "d", "ntokens", "numtokens", "trainingtokens", "data", "tokensseen", "tokennum"],
@@ -46,10 +45,6 @@ POSITIVE_ROLES = {"params", "tokens", "flops", "loss", "params_avg", "unique_tok
 LOSS_UNITS = ("nats", "bits")
 PARAMS_CONVENTIONS = ("total", "non-embedding")
 _COLUMNS_EXAMPLE = "expected ROLE=COLUMN, e.g. columns={'params': 'Model Size'}"
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "", str(name)).lower()
 
 
 def parse_column_mapping(items: Iterable[str]) -> dict[str, str]:
@@ -84,17 +79,17 @@ def _resolve_roles(frame: pd.DataFrame, mapping: Mapping[str, str], source: str,
     duplicates = frame.attrs.get("duplicate_columns", {})
     by_norm: dict[str, list[str]] = {}
     for column in frame.columns:
-        by_norm.setdefault(_norm(duplicates.get(column, column)), []).append(column)
+        by_norm.setdefault(normalise_name(duplicates.get(column, column)), []).append(column)
     taken = set(resolved.values())
     strict = set(strict)
     for role, aliases in _ALIASES.items():
         if role in resolved:
             continue
         candidates: list[str] = []
-        for alias in dict.fromkeys(_norm(a) for a in [role, *aliases]):
+        for alias in dict.fromkeys(normalise_name(a) for a in [role, *aliases]):
             candidates += [c for c in by_norm.get(alias, []) if c not in taken and c not in candidates]
         if role in _FALLBACK_ALIASES and not any(_holds_numbers(frame[c]) for c in candidates):
-            for alias in dict.fromkeys(_norm(a) for a in _FALLBACK_ALIASES[role]):
+            for alias in dict.fromkeys(normalise_name(a) for a in _FALLBACK_ALIASES[role]):
                 candidates += [c for c in by_norm.get(alias, []) if c not in taken and c not in candidates]
         if not candidates:
             continue

@@ -51,10 +51,11 @@ def checksum(payload: dict) -> str:
     body = {k: v for k, v in payload.items() if k not in ("checksum", "created", "timings")}
     if isinstance(body.get("settings"), dict):
         body["settings"] = {k: v for k, v in body["settings"].items() if k not in _VOLATILE_SETTINGS}
-    return _digest(body)
+    return payload_digest(body)
 
 
-def _digest(body: dict) -> str:
+def payload_digest(body: dict) -> str:
+    """16 hex digits of the SHA-256 of ``body`` as sorted-key JSON (shared with hp.json's checksum)."""
     return hashlib.sha256(json.dumps(json_safe(body), sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -63,7 +64,7 @@ def checksum_status(payload: dict) -> str:
     recorded = payload.get("checksum")
     if not recorded:
         return "missing"
-    legacy = _digest({k: v for k, v in payload.items() if k != "checksum"})
+    legacy = payload_digest({k: v for k, v in payload.items() if k != "checksum"})
     return "ok" if recorded in (checksum(payload), legacy) else "mismatch"
 
 

@@ -50,6 +50,13 @@ def show_names(names) -> str:
     return ", ".join(show_name(n) for n in names)
 
 
+def normalise_name(name) -> str:
+    """A column name or logged key as compared against aliases: lower case, spaces, ``_`` and ``-`` removed
+    (``Model Size`` -> ``modelsize``, ``train/CE loss`` -> ``train/celoss``). The one rule for tables, sweeps
+    and imported logs, so an alias written for one matches in the others."""
+    return re.sub(r"[\s_\-]+", "", str(name)).lower()
+
+
 def read_table(path: str | Path, what: str = "table file") -> pd.DataFrame:
     """Read parquet, CSV/TSV, JSONL or a JSON list of records; DataError with the file name otherwise.
 

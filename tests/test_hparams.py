@@ -169,6 +169,10 @@ def test_hp_json_round_trip_and_kind(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(payload))
     with pytest.raises(DataError, match=r"field params.lr_coefN must be a finite number"), pytest.warns(UserWarning):
         load_hparams(tmp_path / "bad.json")
+    payload["params"]["lr_coefN"] = 10**400  # valid JSON, too large for a float: an error, not a traceback
+    (tmp_path / "huge.json").write_text(json.dumps(payload))
+    with pytest.raises(DataError, match=r"field params.lr_coefN must be a finite number"), pytest.warns(UserWarning):
+        load_hparams(tmp_path / "huge.json")
     payload["params"]["lr_coefN"] = -0.5
     (tmp_path / "edited.json").write_text(json.dumps(payload))
     with pytest.warns(UserWarning, match="checksum mismatch"):

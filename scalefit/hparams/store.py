@@ -9,7 +9,6 @@ for fit.json).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -19,6 +18,7 @@ import numpy as np
 
 from .._io import atomic_write, json_safe, read_json
 from ..errors import DataError, option_error
+from ..fitfile import payload_digest
 from .model import NAMES, HparamsFit
 from .optimum import CellOptimum
 from .table import check_seq_len
@@ -39,8 +39,7 @@ PUBLISHED = {
 
 
 def _digest(payload: dict) -> str:
-    body = {k: v for k, v in payload.items() if k != "checksum"}
-    return hashlib.sha256(json.dumps(json_safe(body), sort_keys=True).encode()).hexdigest()[:16]
+    return payload_digest({k: v for k, v in payload.items() if k != "checksum"})
 
 
 def to_payload(fit: HparamsFit) -> dict:
@@ -86,8 +85,11 @@ class _Check:
         raise DataError(f"{self.path}: field {field} {rule}; not a valid hparams file (refit or re-import it)")
 
     def number(self, value, field: str, positive: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or (positive and value <= 0):
+        try:  # an integer too large for a float (JSON allows 10**400) is as bad as inf
+            finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        except OverflowError:
+            finite = False
+        if not finite or (positive and value <= 0):
             self.fail(field, f"must be a {'positive ' if positive else ''}finite number (got {str(value)[:40]!r})")
         return float(value)
 

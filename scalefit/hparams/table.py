@@ -14,7 +14,6 @@ be named with ``columns={"params": "Na"}``):
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,10 +42,6 @@ MIN_RUNS_PER_CELL = 3
 # seq_len inferred from tokens / (steps x batch) must agree across runs to this relative tolerance
 _INFER_TOL = 0.01
 _COLUMNS_HINT = "name it with columns={'ROLE': 'COLUMN'}"
-
-
-def _norm(name) -> str:
-    return re.sub(r"[\s_\-]+", "", str(name)).lower()
 
 
 @dataclass
@@ -85,7 +80,7 @@ class Sweep:
 
 def resolve_columns(frame: pd.DataFrame, columns: dict[str, str] | None, source: str) -> dict[str, str]:
     """role -> column present in ``frame``: given names first, then the aliases above (first alias wins)."""
-    from ..tables import show_name, show_names
+    from ..tables import normalise_name, show_name, show_names
 
     columns = dict(columns or {})
     unknown = sorted(set(columns) - set(ROLES))
@@ -100,7 +95,7 @@ def resolve_columns(frame: pd.DataFrame, columns: dict[str, str] | None, source:
         resolved[role] = name
     by_norm: dict[str, str] = {}
     for name in frame.columns:
-        by_norm.setdefault(_norm(name), name)
+        by_norm.setdefault(normalise_name(name), name)
     taken = set(resolved.values())
     for role in ROLES:
         if role in resolved:

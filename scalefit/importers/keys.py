@@ -14,12 +14,8 @@ import re
 from typing import Iterable, Mapping
 
 from ..errors import DataError
+from ..tables import normalise_name as normalise  # the same rule as table columns; callers use keys.normalise
 from ..units import parse_count
-
-
-def normalise(key: str) -> str:
-    return re.sub(r"[\s_\-]+", "", str(key)).lower()
-
 
 # Ordered by preference within each role.
 LOSS_ALIASES = (
