@@ -28,8 +28,9 @@ def check(
     A curve table (``--law`` a curve law, ``--lr-table`` or ``--schedule`` given, or a table with step and lr
     columns, as ``scalefit import`` writes) is checked as ``fit`` reads it, with those LR sources.
     """
-    from ..data import load_runs, parse_column_mapping
+    from ..data import from_frame, parse_column_mapping
     from ..errors import DataError
+    from ..tables import read_table
 
     required = ["loss"]
     law_obj = None
@@ -38,20 +39,25 @@ def check(
 
         law_obj = get_law(law, law_file or [])
         required = [*law_obj.inputs, law_obj.target]
+    table = runs  # read once: a table of unknown kind is read to look at its columns, then checked as it is
     if law_obj is not None:
         curve = law_obj.kind == "curve"
+    elif lr_table or schedule:
+        curve = True
     else:
-        curve = bool(lr_table or schedule) or _looks_like_curves(runs, parse_column_mapping(col or []))
+        table = read_table(runs)
+        curve = _looks_like_curves(table, runs, parse_column_mapping(col or []))
     if curve:
         from ..curves import load_curves, parse_schedule_options
 
-        data = load_curves(runs, columns=parse_column_mapping(col or []), drop_invalid=drop_invalid,
+        data = load_curves(table, source=runs, columns=parse_column_mapping(col or []), drop_invalid=drop_invalid,
                            lr_table=lr_table, schedules=parse_schedule_options(schedule))
     else:
         if lr_table or schedule:
             raise DataError("--lr-table and --schedule describe LR sequences: use them with --law and a curve law "
                             "(e.g. --law multipower)")
-        data = load_runs(runs, columns=parse_column_mapping(col or []), required=required, drop_invalid=drop_invalid)
+        data = from_frame(read_table(runs) if table is runs else table, source=runs,
+                          columns=parse_column_mapping(col or []), required=required, drop_invalid=drop_invalid)
         if law_obj is not None:
             law_obj.check_identifiable(data)
     for dropped in data.dropped:
@@ -93,10 +99,9 @@ def check(
     console.print(line(styled("ok", "green"), done))
 
 
-def _looks_like_curves(runs: str, columns: dict) -> bool:
+def _looks_like_curves(frame, source: str, columns: dict) -> bool:
     """A table with a step and an LR column (as ``scalefit import`` writes) is a curve table."""
     from ..data import from_frame
-    from ..tables import read_table
 
-    found = from_frame(read_table(runs), source=runs, columns=columns, derive_compute=False).columns
+    found = from_frame(frame, source=source, columns=columns, derive_compute=False).columns
     return "step" in found and "lr" in found
