@@ -35,14 +35,19 @@ MAX_LR = 1e3
 MAX_STEP = 2**53
 
 
+def named_spec(item) -> tuple[str | None, str]:
+    """``"NAME=SPEC"`` -> (NAME, SPEC); a bare spec (``"cosine:peak=3e-4,..."``: its first ``=`` is inside
+    the spec) -> (None, the spec). Names and specs come back as written (not stripped)."""
+    name, sep, spec = str(item).partition("=")
+    return (None, str(item)) if not sep or ":" in name else (name, spec)
+
+
 def parse_schedule_options(items) -> dict[str, str]:
     """``["runA=cosine:peak=...", ...]`` (as the CLI takes them) -> ``{run: spec}``, for ``schedules``."""
     out: dict[str, str] = {}
     for item in items or []:
-        run, sep, spec = str(item).partition("=")
-        # A bare spec (no RUN=) applies to every run.
-        if not sep or ":" in run:
-            run, spec = "*", str(item)
+        run, spec = named_spec(item)
+        run = "*" if run is None else run  # a bare spec (no RUN=) applies to every run
         run, spec = run.strip(), spec.strip()
         if not run or not spec:
             raise option_error("schedules", str(item), "expected RUN=SPEC, e.g. "

@@ -12,6 +12,7 @@ def check_at(fit, at: Iterable) -> list:
     """The forecast points ``at`` (see :func:`build_report`), each checked before any work: a point law's
     ``ROLE=SIZE`` pairs within the ranges a forecast accepts, a curve law's schedule specs parsed."""
     from ..check import parse_point
+    from ..curves import named_spec
     from ..forecast import check_input
     from ..law import CurveLaw
     from ..schedule import parse_schedule
@@ -19,8 +20,7 @@ def check_at(fit, at: Iterable) -> list:
     out = []
     for item in at:
         if isinstance(fit.law, CurveLaw):
-            name, sep, spec = str(item).partition("=")
-            parse_schedule(spec if sep and ":" not in name else str(item))
+            parse_schedule(named_spec(item)[1])
         elif isinstance(item, str):
             for role, value in parse_point(item).items():
                 check_input(role, value, "at")
@@ -74,17 +74,17 @@ def _point_forecasts(fit, at: list) -> Section:
 
 
 def _schedule_forecasts(fit, at: list) -> Section:
+    from ..curves import named_spec
     from ..plot import plot_schedules
     from ..schedule import curve_params, predict_for
 
     params = curve_params(fit=fit, source=str(fit.meta.get("path") or "this fit"))
     rows, notes, lrs = [], [], {}
     for item in at:
-        name, sep, spec = str(item).partition("=")
-        if not sep or ":" in name:  # a bare spec: named by its kind and length
+        name, spec = named_spec(item)
+        if name is None:  # a bare spec: named by its kind and length
             from ..schedule import parse_schedule
 
-            spec = str(item)
             parsed = parse_schedule(spec)
             name = f"{parsed.kind} {parsed.steps:,} steps"
         pred = predict_for(params, name.strip(), spec.strip())
