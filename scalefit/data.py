@@ -121,13 +121,13 @@ def _holds_numbers(series: pd.Series) -> bool:
     if pd.api.types.is_numeric_dtype(series):
         return bool(series.notna().any())
     try:
-        values = _numeric(series, "", "")
+        values = numeric_column(series, "", "")
     except DataError:
         return False
     return bool(np.isfinite(values).any())
 
 
-def _numeric(series: pd.Series, role: str, source: str) -> np.ndarray:
+def numeric_column(series: pd.Series, role: str, source: str) -> np.ndarray:
     """A column as float64; number strings like '7B' are parsed; anything else is a DataError."""
     if pd.api.types.is_bool_dtype(series):
         raise DataError(f"{source}: column {show_name(series.name)} ({role}) holds true/false values, not numbers")
@@ -376,7 +376,7 @@ def from_frame(
         elif role == "schedule":
             canon["schedule"] = frame[column].astype(str)
         else:
-            canon[role] = _numeric(frame[column], role, source)
+            canon[role] = numeric_column(frame[column], role, source)
 
     if derive_compute:
         with np.errstate(all="ignore"):  # overflow or 0 divisions become inf/NaN, named by the checks below
@@ -392,7 +392,7 @@ def from_frame(
         for role in PRUNING_INPUTS:
             column = mapping.get(role, role)
             if column in frame.columns:
-                found[role] = _numeric(frame[column], role, source)
+                found[role] = numeric_column(frame[column], role, source)
                 roles[role] = column
         if found:  # else the generic "missing column" error below names params_avg
             params = canon["params"].to_numpy(dtype=float) if "params" in canon else None

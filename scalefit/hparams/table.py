@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError, option_error, shown
-from ..units import parse_count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,23 +117,11 @@ def _numbers(frame: pd.DataFrame, column: str, role: str, source: str, positive:
     """A column as floats: number strings such as '7B' are parsed; the first bad value is one DataError."""
     import pandas as pd
 
+    from ..data import numeric_column
     from ..tables import show_name
 
     series = frame[column]
-    if pd.api.types.is_bool_dtype(series):
-        raise DataError(f"{source}: column {show_name(column)} ({role}) holds true/false values, not numbers")
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_complex_dtype(series):
-        values = series.to_numpy(dtype=float, na_value=np.nan)
-    else:
-        values = np.empty(len(series))
-        for i, item in enumerate(series.tolist()):
-            try:
-                if isinstance(item, bool) or not isinstance(item, (str, int, float, np.number)):
-                    raise DataError("not a number")
-                values[i] = parse_count(item) if isinstance(item, str) else float(item)
-            except (DataError, OverflowError, ValueError):
-                raise DataError(f"{source}: column {show_name(column)} ({role}) row {i + 1}: "
-                                f"{show_name(item)} is not a number") from None
+    values = numeric_column(series, role, source)  # number strings such as '7B' parsed, as every table's are
     bad = ~np.isfinite(values) | ((values <= 0) if positive else False)
     if np.any(bad):
         i = int(np.argmax(bad))
