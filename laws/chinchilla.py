@@ -27,9 +27,9 @@ class Chinchilla(Law):
     citation = "Hoffmann et al. 2022, arXiv:2203.15556 (Eq. 10); Besiroglu et al. 2024, arXiv:2404.10102"
     inputs = ("params", "tokens")
     params = {
-        "E": Param((1e-3, 20.0), np.exp(np.arange(-1.0, 1.5, 0.5)), log=True, doc="irreducible loss"),
-        "A": Param((1e-6, 1e15), _LOG_GRID, log=True, doc="model-size coefficient"),
-        "B": Param((1e-6, 1e15), _LOG_GRID, log=True, doc="data coefficient"),
+        "E": Param((1e-3, 20.0), np.exp(np.arange(-1.0, 1.5, 0.5)), log=True, linear=True, doc="irreducible loss"),
+        "A": Param((1e-6, 1e15), _LOG_GRID, log=True, linear=True, doc="model-size coefficient"),
+        "B": Param((1e-6, 1e15), _LOG_GRID, log=True, linear=True, doc="data coefficient"),
         "alpha": Param((0.0, 3.0), np.arange(0.0, 2.5, 0.5), doc="model-size exponent"),
         "beta": Param((0.0, 3.0), np.arange(0.0, 2.5, 0.5), doc="data exponent"),
     }

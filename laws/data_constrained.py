@@ -40,8 +40,9 @@ class DataConstrained(Law):
     formula = "L = E + A / N'^alpha + B / D'^beta  (D', N': repeated tokens and excess parameters decayed)"
     citation = "Muennighoff et al. 2023, arXiv:2305.16264 (NeurIPS 2023); constants: huggingface/datablations"
     inputs = ("params", "tokens", "unique_tokens")
+    # Only E is linear: A and B also set N_opt(U_D), which caps the useful parameters.
     params = {
-        "E": Param((1e-3, 20.0), [0.5, 1.0, 2.0], log=True, doc="irreducible loss"),
+        "E": Param((1e-3, 20.0), [0.5, 1.0, 2.0], log=True, linear=True, doc="irreducible loss"),
         "A": Param((1e-6, 1e15), _LOG_GRID, log=True, doc="model-size coefficient"),
         "B": Param((1e-6, 1e15), _LOG_GRID, log=True, doc="data coefficient"),
         # Not 0: N_opt(U) divides by alpha.

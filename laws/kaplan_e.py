@@ -29,7 +29,7 @@ class KaplanE(Law):
     citation = "Brandfonbrener et al. 2024, arXiv:2411.12925 (Kaplan form with entropy term); Kaplan et al. 2020"
     inputs = ("params", "tokens")
     params = {
-        "E": Param((1e-3, 20.0), [float(np.exp(0.0)), float(np.exp(0.5)), float(np.exp(1.0))], log=True,
+        "E": Param((1e-3, 20.0), [float(np.exp(0.0)), float(np.exp(0.5)), float(np.exp(1.0))], log=True, linear=True,
                    doc="irreducible loss"),
         "A": Param((1.0, 1e15), np.exp([5.0, 10.0, 15.0, 20.0]), log=True, doc="model-size scale"),
         "B": Param((1.0, 1e15), np.exp([5.0, 10.0, 15.0, 20.0]), log=True, doc="data scale"),

@@ -37,9 +37,9 @@ class LossToLoss(Law):
     target = "loss_y"
     params = {
         "kappa": Param((1e-3, 10.0), [0.5, 1.0, 1.5], doc="exponent of the loss-to-loss relation"),
-        "K": Param((1e-6, 1e6), [0.5, 1.0, 2.0], log=True, doc="scale of the relation"),
+        "K": Param((1e-6, 1e6), [0.5, 1.0, 2.0], log=True, linear=True, doc="scale of the relation"),
         "E_x": Param((0.0, 50.0), [0.0, 1.0], doc="irreducible loss of the source loss L_x"),
-        "E_y": Param((0.0, 50.0), [0.0, 1.0], doc="irreducible loss of the target loss L_y"),
+        "E_y": Param((0.0, 50.0), [0.0, 1.0], linear=True, doc="irreducible loss of the target loss L_y"),
     }
     # FineWeb-Edu -> ProofPile-2 train-to-train, E's fixed from the kaplan_e fits (reference §1.4).
     reference = {"fineweb_edu_to_proof_pile_2": {"kappa": 1.0663, "K": 0.6049, "E_x": 1.9669, "E_y": 1.3191}}

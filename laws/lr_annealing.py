@@ -50,10 +50,10 @@ class LRAnnealing(CurveLaw):
     formula = "L = L0 + A S1^-alpha - C S2,  S2 = sum_i m_i,  m_i = lambda m_{i-1} + (eta_{i-1} - eta_i)"
     citation = "Tissue, Wang, Wang 2024, 'Scaling Law with Learning Rate Annealing', arXiv:2408.11029"
     params = {
-        "L0": Param((0.0, 20.0), (0.1, 2.1), doc="loss floor (LR area -> infinity)"),
-        "A": Param((0.0, 1e3), (1.0, 11.5, 22.0), doc="coefficient of the power law in LR area S1"),
+        "L0": Param((0.0, 20.0), (0.1, 2.1), linear=True, doc="loss floor (LR area -> infinity)"),
+        "A": Param((0.0, 1e3), (1.0, 11.5, 22.0), linear=True, doc="coefficient of the power law in LR area S1"),
         "alpha": Param((0.0, 3.0), (0.0, 0.4, 0.8), doc="exponent of the power law in LR area S1"),
-        "C": Param((0.0, 1e5), (1.0, 11.5, 22.0), doc="loss gain per unit of annealing area S2"),
+        "C": Param((0.0, 1e5), (1.0, 11.5, 22.0), linear=True, doc="loss gain per unit of annealing area S2"),
     }
     # Fit of the authors' 40-point example (max LR 2e-4, cosine + constant, 20k steps): see the tests.
     reference = {"tissue2024_example": {"L0": 2.62780, "A": 0.42966, "alpha": 0.54985, "C": 0.41078}}

@@ -87,10 +87,10 @@ class MultiPower(CurveLaw):
                " / (C beta)")
     citation = "Luo et al. 2025, 'A Multi-Power Law for Loss Curve Prediction Across LR Schedules', ICLR, arXiv:2503.12811"
     params = {
-        "L0": Param((0.0, 20.0), (2.0, 3.0), doc="loss floor (LR area -> infinity)"),
-        "A": Param((1e-4, 1e3), (0.6,), log=True, doc="coefficient of the power law in LR area"),
+        "L0": Param((0.0, 20.0), (2.0, 3.0), linear=True, doc="loss floor (LR area -> infinity)"),
+        "A": Param((1e-4, 1e3), (0.6,), log=True, linear=True, doc="coefficient of the power law in LR area"),
         "alpha": Param((0.01, 3.0), (0.45,), doc="exponent of the power law in LR area"),
-        "Bslope": Param((1e-12, 1e9), (550.0,), log=True,
+        "Bslope": Param((1e-12, 1e9), (550.0,), log=True, linear=True,
                         doc="initial rate of the loss drop per unit LR decrease per unit LR area (the paper's B C beta)"),
         "C": Param((1e-8, 1e4), (2.0,), log=True, doc="how fast the drop saturates (C -> 0: it never does)",
                    edges=(("low", "these curves show no saturation of the loss drop after an LR decrease (it "
@@ -204,13 +204,35 @@ class MultiPower(CurveLaw):
         return p["L0"] + p["A"] * np.exp(-p["alpha"] * design["logS"]) + p["Bslope"] * D
 
     def jacobian(self, theta, design):
+        return self.predict_and_jacobian(theta, design)[1]
+
+    def predict_and_jacobian(self, theta, design):
+        """Both from one pass over the pairs (the sums for the prediction come with the derivatives')."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         p = self.unpack(theta)
         D, dC, dbeta, dgamma = self._loss_drop(theta, design, True)
         power = np.exp(-p["alpha"] * design["logS"])
         Bs = p["Bslope"]
-        return np.stack([np.ones_like(D), power, -p["A"] * power * design["logS"], D,
-                         Bs * dC, Bs * dbeta, Bs * dgamma], axis=-1)
+        yhat = p["L0"] + p["A"] * power + Bs * D
+        # Written column by column into one array (np.stack of seven temporaries doubled the peak).
+        jac = np.empty(D.shape + (7,))
+        jac[..., 0] = 1.0
+        jac[..., 1] = power
+        np.multiply(power, -p["A"], out=jac[..., 2])
+        jac[..., 2] *= design["logS"]
+        jac[..., 3] = D
+        for col, part in ((4, dC), (5, dbeta), (6, dgamma)):
+            np.multiply(part, Bs, out=jac[..., col])
+        return yhat, jac
+
+    def linear_basis(self, theta, design):
+        """L0, A and Bslope multiply 1, the power law and the loss-drop sum: a prediction's cost, where
+        the Jacobian's derivative sums cost twice that."""
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        p = self.unpack(theta)
+        D, *_ = self._loss_drop(theta, design, False)
+        power = np.exp(-p["alpha"] * design["logS"])
+        return p["L0"] + p["A"] * power + p["Bslope"] * D, np.stack([np.ones_like(D), power, D], axis=-1)
 
     @staticmethod
     def paper_B(theta) -> np.ndarray:

@@ -20,7 +20,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .limits import _cpus, enforce
-from .solver import Problem, block_size, solve_batch
+from .solver import Problem, block_size
+from .varpro import solve
 
 _BOOT_ITER = 300  # solver iterations per bootstrap refit (see _bootstrap_chunk)
 _DEDUP_ELEMENTS = 2**22  # draws x runs up to which all resamples are drawn at once (32 MiB of counts)
@@ -97,7 +98,7 @@ def _bootstrap_chunk(problem: Problem, u_hat: np.ndarray, draw: np.ndarray, run_
     # iterations was tried (multipower crawls along a flat valley, and its forecast quantiles barely moved)
     # and rejected: it cut the coverage of Chinchilla intervals at 2 % noise from 96.5-98 % to 88 % in
     # make calibration, the draws far from the optimum being the ones stopped early.
-    u, f, _ = solve_batch(sub, u0, weights, max_iter=_BOOT_ITER, ftol=1e-10)
+    u, f, _ = solve(sub, u0, weights, max_iter=_BOOT_ITER, ftol=1e-10)
     u[~np.isfinite(f)] = np.nan
     return u
 

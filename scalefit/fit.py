@@ -33,10 +33,30 @@ from .bootstrap import (  # noqa: F401 (re-exported)
 from .errors import ConvergenceWarning, DataError, FitError
 from .law import Law
 from .limits import enforce
-from .solver import LOSSES, Parameterization, Problem, RobustLoss, multistart, solve_batch
+from .search import multistart
+from .solver import LOSSES, Parameterization, Problem, RobustLoss
 from .stats import stretch_factor
+from .varpro import solve
 
-_SEARCH_ROWS = 50_000  # above this many rows the multi-start runs on an evenly thinned copy
+_SEARCH_ROWS = 50_000  # curve tables: above this many rows the multi-start runs on an evenly thinned copy
+_SEARCH_RUNS = 4_000  # point tables: above this many runs it runs on a subsample of this many, spread over the inputs
+
+
+def _search_rows(law: Law, data) -> np.ndarray | None:
+    """Which rows the multi-start searches on (None: all). Curve tables: every k-th row, which keeps every
+    run. Point tables: evenly spaced picks through the rows sorted by the law's inputs (the first most
+    significant), so the subsample spans every input's range as the table does; the fit then refines on
+    every row from the subsample's optimum, so the answer is the full table's and the search cost stops
+    growing with the table (Epoch-like tables of 2,000 runs and more)."""
+    n = len(data)
+    if law.kind == "point" and n > _SEARCH_RUNS:
+        order = np.lexsort([data.column(role) for role in reversed(law.inputs)])
+        keep = np.zeros(n, dtype=bool)
+        keep[order[np.linspace(0, n - 1, _SEARCH_RUNS).round().astype(int)]] = True
+        return keep
+    if n > _SEARCH_ROWS:
+        return np.arange(n) % math.ceil(n / _SEARCH_ROWS) == 0
+    return None
 
 
 # --------------------------------------------------------------------------- diagnosis
@@ -94,6 +114,7 @@ def _diagnosis(problem: Problem, param: Parameterization, u_hat: np.ndarray, rep
     return {"residuals": r, "logy": problem.logy, "weights": problem.w, "run_offsets": _run_offsets(r, problem.w, run_codes),
             "at_bound": at_bound, "status": status, "n_free": len(param.free), "n_starts": report.n_starts,
             "n_refined": report.n_refined, "n_converged_best": report.n_converged_best,
+            "projected": report.projected,
             "asymptotic_stderr": asymptotic_stderr(problem, u_hat) if with_stderr else None}
 
 
@@ -311,8 +332,8 @@ def fit(
     # Huge tables (dense loss curves): search the starts on an evenly thinned copy that keeps every run,
     # then refine the winner on all rows. The basin is found as well; the cost no longer scales with n.
     search, search_design, search_y, search_runs = problem, design, y, data.run_codes
-    if len(data) > _SEARCH_ROWS:
-        keep = np.arange(len(data)) % math.ceil(len(data) / _SEARCH_ROWS) == 0
+    keep = _search_rows(law, data)
+    if keep is not None:
         thin = data.subset(keep)
         search_runs = thin.run_codes
         search_design, search_y = law.prepare(thin), thin.column(law.target)
@@ -330,10 +351,11 @@ def fit(
     starts = param.start_grid(extra)
     u_hat, f_hat, report = multistart(search, starts, progress=stage)
     if search is not problem:
-        # Refine on every row from the thinned optimum (already in the basin, so the bootstrap's tolerance
-        # suffices); scipy's dense trust-region polish would cost more than it gains here.
-        u_full, f_full, _ = solve_batch(problem, u_hat[None], max_iter=200, ftol=1e-10, progress=None if stage is None
-                                        else (lambda d, t: stage("full-data", d, t)))
+        # Refine on every row from the thinned optimum (already in the basin; a curve table's draws
+        # need no more than the bootstrap's tolerance, a point table's answer gets the multi-start's);
+        # scipy's dense trust-region polish would cost more than it gains here.
+        u_full, f_full, _ = solve(problem, u_hat[None], max_iter=400, ftol=1e-12 if law.kind == "point" else 1e-10,
+                                  progress=None if stage is None else (lambda d, t: stage("full-data", d, t)))
         u_hat, f_hat = u_full[0], float(f_full[0])
     t_fit = time.perf_counter() - t0
 
@@ -381,7 +403,8 @@ def fit(
             "n_bootstrap": n_bootstrap, "ci": ci, "seed": seed, "jobs": jobs, "backend": backend,
             "interval": interval if n_bootstrap else None, "bootstrap_method": method,
             "distinct_resamples": n_distinct,
-            "stretch": stretch_factor(data.n_runs, len(param.free), ci) if interval == "stretched" else 1.0,
+            # Only draws are stretched (and the t quantile costs a scipy import a plain fit need not pay).
+            "stretch": stretch_factor(data.n_runs, len(param.free), ci) if n_bootstrap and interval == "stretched" else 1.0,
             **({"bounds": bounds} if bounds else {}),
         }, timings={"fit_s": t_fit, "total_s": time.perf_counter() - t0}, **diagnosis,
     )

@@ -26,7 +26,6 @@ Two ways to write a law:
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import itertools
 from dataclasses import dataclass
@@ -52,6 +51,9 @@ class Param:
     doc:    what the parameter means, shown by ``scalefit laws show``.
     edges:  what a fit at a bound means, where the bound is a meaningful limit of the law rather than a
             guard: ``("low" | "high", text)`` pairs, said in the fit report instead of "the bound is too tight".
+    linear: the prediction is a sum of each linear parameter times a function of the other parameters
+            (E, A and B in E + A/N^alpha + B/D^beta): for fixed others the fitter solves them exactly
+            (variable projection, :mod:`scalefit.varpro`). The conformance suite checks the claim.
     """
 
     bounds: tuple[float, float]
@@ -59,6 +61,7 @@ class Param:
     log: bool = False
     doc: str = ""
     edges: tuple[tuple[str, str], ...] = ()
+    linear: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "bounds", (float(self.bounds[0]), float(self.bounds[1])))
@@ -117,6 +120,11 @@ class Law:
         return list(self.params)
 
     @property
+    def linear_params(self) -> list[str]:
+        """Parameters declared ``linear`` (see :class:`Param`)."""
+        return [name for name, p in self.params.items() if p.linear]
+
+    @property
     def n_params(self) -> int:
         return len(self.params)
 
@@ -172,6 +180,15 @@ class Law:
         """Both at once; override when they share work (the fitter calls this in its inner loop)."""
         return self.predict(theta, design), self.jacobian(theta, design)
 
+    def linear_basis(self, theta: np.ndarray, design: Design) -> tuple[np.ndarray, np.ndarray]:
+        """yhat (k, n) and d yhat / d(each ``linear`` parameter) (k, n, m), which for those parameters is
+        their basis function. Default: columns of the Jacobian; override when they come cheaper (the
+        variable-projection solver calls this once per step)."""
+        yhat, jac = self.predict_and_jacobian(theta, design)
+        if jac is None:
+            return yhat, None
+        return yhat, jac[..., [self.param_names.index(n) for n in self.linear_params]]
+
     def start_points(self, design: Design, y: np.ndarray) -> np.ndarray | None:
         """Extra, data-driven starting vectors (m, p) added to the grid; None for none."""
         return None
@@ -208,6 +225,8 @@ class Law:
 
     def source_hash(self) -> str:
         """sha256 of the law's source file (or class source): detects a changed law on reload."""
+        import hashlib  # here: it loads OpenSSL, a large share of `scalefit predict`'s start-up
+
         try:
             if self.source_file:
                 with open(self.source_file, "rb") as fh:

@@ -113,7 +113,7 @@ class FitResult:
     @classmethod
     def from_fit(cls, *, law, data, theta, objective, residuals, logy, weights, at_bound, status, n_free,
                  n_starts, n_refined, n_converged_best, asymptotic_stderr, draws, settings, timings,
-                 run_offsets=None, undetermined=None, correlations=None, profile=None):
+                 run_offsets=None, undetermined=None, correlations=None, profile=None, projected=None):
         """Assemble a fit from plain values that :func:`scalefit.fit.fit` computed at the optimum.
 
         ``residuals``, ``logy`` and ``weights`` are per row (log predicted minus log observed, log loss,
@@ -122,6 +122,7 @@ class FitResult:
         multi-start; ``asymptotic_stderr`` (natural units, or None) is used when there are no ``draws``;
         ``run_offsets`` is each run's mean log residual (observed - law), whose scatter a prediction adds;
         ``undetermined`` names the free parameters the data do not pin down (None: not examined);
+        ``projected`` names the linear coefficients solved exactly at every start (:mod:`scalefit.varpro`);
         ``correlations`` (:func:`scalefit.correlation.correlation_record`) and ``profile``
         (:func:`scalefit.profile.profile_problem`) are stored as they are.
         """
@@ -208,6 +209,7 @@ class FitResult:
             "n_starts": n_starts,
             "n_refined": n_refined,
             "n_converged_best": n_converged_best,
+            "projected": list(projected or []),
             "at_bound": sorted(at_bound),
             "largest_residuals": worst,
             "interval": _interval_text(settings, ci, draws),

@@ -1,4 +1,4 @@
-"""The batched robust solver: objective, parameter mapping, multi-start, Levenberg-Marquardt, polish.
+"""The batched robust solver: objective, parameter mapping, Levenberg-Marquardt, polish.
 
 The objective is ``sum_i w_i * rho(log yhat_i - log y_i)`` with ``rho`` the Huber function of width
 ``delta`` (1e-3 by default, the Chinchilla recipe), plain least squares, or absolute error. It is
@@ -11,8 +11,10 @@ run as one vectorised iteratively-reweighted Levenberg-Marquardt over a batch of
 (``law.predict`` takes a (k, p) batch). The best few starts are then polished with
 ``scipy.optimize.least_squares(loss="huber")``, which minimises exactly the same objective.
 
-This is the numerical engine only: it takes a law, its prepared design, targets and weights. Reading
-tables, the bootstrap over runs, parallel backends and the diagnosis live in :mod:`scalefit.fit`.
+This is the numerical engine only: it takes a law, its prepared design, targets and weights. Laws with
+linear coefficients are solved through :mod:`scalefit.varpro` (which drives this solver's blocks), the
+multi-start lives in :mod:`scalefit.search`; reading tables, the bootstrap over runs, parallel backends
+and the diagnosis in :mod:`scalefit.fit`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .errors import DataError, FitError
+from .errors import DataError
 from .law import Law
 
 LOSSES = ("huber", "lsq", "l1")
@@ -46,10 +48,11 @@ class RobustLoss:
 
     def rho(self, r: np.ndarray) -> np.ndarray:
         d = self.width
-        a = np.abs(r)
         if math.isinf(d):
             return 0.5 * r * r
-        return np.where(a <= d, 0.5 * r * r, d * (a - 0.5 * d))
+        a = np.abs(r)
+        m = np.minimum(a, d)  # m (a - m/2) is r^2/2 inside the width and d (|r| - d/2) outside: one pass
+        return m * (a - 0.5 * m)
 
     def psi(self, r: np.ndarray) -> np.ndarray:
         d = self.width
@@ -224,12 +227,27 @@ class Problem:
         f = np.sum((self.w if w is None else w) * self.loss.rho(r), axis=-1)
         return np.where(np.isfinite(f), f, np.inf)
 
-    def residuals_and_jac(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        theta = self.param.to_theta(u)
+    def predict_and_jacobian(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """yhat and d yhat / d theta in natural units (central differences when the law has no Jacobian)."""
         with np.errstate(all="ignore"):
             yhat, jac = self.law.predict_and_jacobian(theta, self.design)
             if jac is None:
                 jac = self._numeric_jac(theta, yhat)
+        return yhat, jac
+
+    def linear_basis(self, theta: np.ndarray, names) -> tuple[np.ndarray, np.ndarray]:
+        """yhat and the basis functions of the linear parameters ``names`` (:meth:`Law.linear_basis`)."""
+        with np.errstate(all="ignore"):
+            yhat, basis = self.law.linear_basis(theta, self.design)
+            if basis is None:
+                yhat, jac = self.predict_and_jacobian(theta)
+                return yhat, jac[..., [self.law.param_names.index(n) for n in names]]
+        order = self.law.linear_params
+        return yhat, basis[..., [order.index(n) for n in names]]
+
+    def residuals_and_jac(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        yhat, jac = self.predict_and_jacobian(self.param.to_theta(u))
+        with np.errstate(all="ignore"):
             r = np.log(yhat) - self.logy
             jr = jac / yhat[..., None]  # d log yhat = d yhat / yhat
         return r, self.param.jac_u(jr, u)
@@ -259,12 +277,15 @@ def block_size(n: int, q: int) -> int:
 
 def solve_batch(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = None, *,
                 max_iter: int = 200, ftol: float = 1e-12,
-                progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Solve a batch of independent starts in cache- and memory-sized blocks; see :func:`_solve_block`.
+                progress: Callable[[int, int], None] | None = None,
+                block_solver: Callable | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Solve a batch of independent starts in cache- and memory-sized blocks; see :func:`_solve_block`
+    (or ``block_solver``, which takes the same arguments: :mod:`scalefit.varpro` passes its own).
 
     ``progress(done, total)`` hears every iteration: total = blocks x ``max_iter``; a block that converges
     early jumps to its end.
     """
+    solve_block = _solve_block if block_solver is None else block_solver
     k = len(u0)
     block = block_size(problem.n, u0.shape[1])
     n_blocks = max(1, math.ceil(k / block))
@@ -276,10 +297,10 @@ def solve_batch(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = N
         return lambda it: progress(b * max_iter + it, total)
 
     if k <= block:
-        out = _solve_block(problem, u0, weights, max_iter=max_iter, ftol=ftol, on_iter=tick(0))
+        out = solve_block(problem, u0, weights, max_iter=max_iter, ftol=ftol, on_iter=tick(0))
     else:
         w = None if weights is None else np.broadcast_to(weights, (k, problem.n))
-        parts = [_solve_block(problem.rows(slice(i, i + block)), u0[i : i + block], None if w is None else w[i : i + block],
+        parts = [solve_block(problem.rows(slice(i, i + block)), u0[i : i + block], None if w is None else w[i : i + block],
                               max_iter=max_iter, ftol=ftol, on_iter=tick(i // block)) for i in range(0, k, block)]
         out = tuple(np.concatenate(x) for x in zip(*parts))
     if progress is not None:
@@ -344,14 +365,13 @@ def _solve_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = 
     return u, f, converged
 
 
-_POLISH_NFEV = 2000  # most residual evaluations one polish may spend
-_REFINE_ITER = 400  # solver iterations for the finalists of the multi-start
+POLISH_NFEV = 2000  # most residual evaluations one polish may spend
 
 
 def polish(problem: Problem, u: np.ndarray, on_eval: Callable[[int], None] | None = None) -> np.ndarray:
     """scipy's trust-region least squares with loss='huber': the same objective, handled exactly at bounds.
 
-    ``on_eval(n)`` hears the number of residual evaluations so far (at most ``_POLISH_NFEV``).
+    ``on_eval(n)`` hears the number of residual evaluations so far (at most ``POLISH_NFEV``).
     """
     from scipy.optimize import least_squares
 
@@ -381,79 +401,7 @@ def polish(problem: Problem, u: np.ndarray, on_eval: Callable[[int], None] | Non
             res = least_squares(fun, x0, jac=jac, bounds=(lo, hi), loss=kind,
                                 f_scale=loss.delta if loss.kind == "huber" else 1.0,
                                 method="trf", x_scale="jac", ftol=1e-15, xtol=1e-15, gtol=1e-15,
-                                max_nfev=_POLISH_NFEV)
+                                max_nfev=POLISH_NFEV)
     except (ValueError, np.linalg.LinAlgError):
         return u
     return res.x if np.all(np.isfinite(res.x)) else u
-
-
-# --------------------------------------------------------------------------- multi-start
-@dataclass
-class StartReport:
-    """What the multi-start did: starts screened, finalists refined, finalists that reached the best."""
-
-    n_starts: int
-    n_refined: int
-    n_converged_best: int
-    best_objective: float
-
-
-def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, n_polish: int = 4,
-               progress: Callable[[str, int, int], None] | None = None) -> tuple[np.ndarray, float, StartReport]:
-    """All starts in one batch, pruned by successive halving, the finalists run to convergence.
-
-    ``progress(stage, done, total)`` hears each stage as it advances: "starts" (screening the grid),
-    "refine" (the finalists run to convergence) and "polish" (scipy on the best few minima).
-    """
-    def report(stage):
-        if progress is None:
-            return None
-        return lambda done, total: progress(stage, done, total)
-
-    block = block_size(problem.n, starts.shape[1])
-    f0 = np.concatenate([problem.objective(starts[i : i + block]) for i in range(0, len(starts), block)])
-    ok = np.isfinite(f0)
-    if not ok.any():
-        raise FitError(f"law '{problem.law.name}': the law is not finite and positive at any starting point")
-    u = starts[ok]
-    f = f0[ok]
-    n_starts = len(starts)
-    # Successive halving: a few cheap iterations for everyone, full effort for the promising.
-    rounds, size = [], len(u)
-    for iters, survivors in ((6, max(keep, len(u) // 10)), (20, keep)):
-        if size > survivors:
-            rounds.append((iters, survivors, math.ceil(size / block) * iters))
-            size = survivors
-    work, done = sum(r[2] for r in rounds), 0
-    for iters, survivors, cost in rounds:
-        tick = None if progress is None else (lambda d, _t, done=done: progress("starts", done + d, work))
-        u, f, _ = solve_batch(problem, u, max_iter=iters, progress=tick)
-        done += cost
-        order = np.argsort(f)[:survivors]
-        u, f = u[order], f[order]
-    u, f, conv = solve_batch(problem, u, max_iter=_REFINE_ITER, progress=report("refine"))
-    order = np.argsort(f)
-    u, f = u[order], f[order]
-    best_u, best_f = u[0], f[0]
-    # Polish the best few distinct minima with scipy; keep whichever is lowest.
-    seen: list[np.ndarray] = []
-    budget = n_polish * _POLISH_NFEV
-    for cand in u[: max(n_polish * 4, n_polish)]:
-        if any(np.allclose(cand, s, rtol=1e-4, atol=1e-6) for s in seen):
-            continue
-        seen.append(cand)
-        offset = (len(seen) - 1) * _POLISH_NFEV
-        pu = polish(problem, cand, None if progress is None else
-                    (lambda n, offset=offset: progress("polish", offset + min(n, _POLISH_NFEV), budget)))
-        pf = problem.objective(pu[None])[0]
-        if pf < best_f:
-            best_u, best_f = pu, pf
-        if progress is not None:
-            progress("polish", len(seen) * _POLISH_NFEV, budget)
-        if len(seen) >= n_polish:
-            break
-    if progress is not None:
-        progress("polish", budget, budget)
-    tol = 1e-6 * max(best_f, 1e-12) + 1e-12
-    reached = int(np.sum(f <= best_f + max(tol, 1e-5 * best_f)))
-    return best_u, float(best_f), StartReport(n_starts, len(u), reached, float(best_f))

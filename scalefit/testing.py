@@ -5,7 +5,7 @@
 
 The same checks run over every registered law in scalefit's own tests (scikit-learn's ``check_estimator``
 idea): the declaration is valid, the law is documented, ``predict`` broadcasts over parameter batches and
-is finite, the analytic Jacobian agrees with finite differences, a curve law's ``final_loss_grad`` agrees
+is finite, the analytic Jacobian agrees with finite differences, parameters declared linear are, a curve law's ``final_loss_grad`` agrees
 with its ``curve`` and with finite differences, and data drawn from the published values are recovered by
 the fitter within their intervals.
 """
@@ -85,6 +85,41 @@ def check_jacobian(law: Law, rtol: float = 1e-5) -> bool:
     return True
 
 
+def check_linear(law: Law, rtol: float = 1e-9) -> bool:
+    """Parameters declared ``linear`` enter the prediction affinely (the fitter solves them exactly for
+    fixed others): moving them changes the prediction by exactly each one's basis function times its
+    move, and the basis functions do not depend on them. False when the law declares none."""
+    names = law.linear_params
+    if not names:
+        return False
+    idx = [law.param_names.index(n) for n in names]
+    design = law.prepare(law.example_inputs())
+    theta = _thetas(law)
+    moved = theta.copy()
+    moved[:, idx] = theta[:, idx] * 1.7 + 0.1
+
+    def basis(t):  # prediction change per unit of each linear parameter: exact for an affine law
+        base = law.predict(t, design)
+        cols = []
+        for j in idx:
+            step = t.copy()
+            step[:, j] += 1.0
+            cols.append(law.predict(step, design) - base)
+        return base, np.stack(cols, axis=-1)
+
+    y0, b0 = basis(theta)
+    y1, b1 = basis(moved)
+    expected = y0 + np.einsum("knm,km->kn", b0, moved[:, idx] - theta[:, idx])
+    scale = np.abs(y0).max()
+    if not (np.allclose(y1, expected, rtol=rtol, atol=rtol * scale) and np.allclose(b0, b1, rtol=1e-7, atol=1e-7 * scale)):
+        raise _fail(law, "linear", f"the prediction is not affine in the parameters declared linear ({', '.join(names)})")
+    given_y, given = law.linear_basis(theta, design)
+    if given is not None and not (np.allclose(given_y, y0, rtol=1e-12, atol=0)
+                                  and np.allclose(given, b0, rtol=1e-6, atol=1e-9 * np.abs(b0).max())):
+        raise _fail(law, "linear", "linear_basis() disagrees with predict()")
+    return True
+
+
 def check_curve(law: Law, rtol: float = 2e-5) -> bool:
     """A curve law's ``final_loss_grad`` equals its ``curve`` at the last step and agrees with central
     differences in the learning rate; False when the law is not a curve law with that interface."""
@@ -146,6 +181,7 @@ CHECKS: dict[str, Callable[[Law], object]] = {
     "documented": check_documented,
     "predict": check_predict,
     "jacobian": check_jacobian,
+    "linear": check_linear,
     "curve": check_curve,
     "recovery": check_recovery,
 }

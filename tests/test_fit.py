@@ -23,8 +23,28 @@ def test_epoch_grid_fit_reproduces_published_optimum(epoch_fit):
     assert abs(p["beta"].value - 0.3672) <= 0.003
     # A and B lie on a flat ridge: compare loosely (Epoch: 477.8 and 2143).
     assert 400 < p["A"].value < 560 and 1500 < p["B"].value < 3000
-    assert epoch_fit.diagnostics["n_starts"] == 4500
-    assert epoch_fit.diagnostics["n_converged_best"] >= 2
+    # Variable projection: the recipe's 25 exponent pairs, each with (E, A, B) solved exactly, stand for
+    # its 4,500 starts (180 coefficient settings per pair).
+    assert epoch_fit.diagnostics["n_starts"] == 25
+    assert epoch_fit.diagnostics["projected"] == ["E", "A", "B"]
+    assert epoch_fit.diagnostics["n_converged_best"] >= 10
+
+
+def test_projected_search_matches_the_full_4500_start_grid(epoch_data):
+    """The same law declared without linear parameters is searched the old way, over all 4,500 starts:
+    both reach the same optimum (the projected one no worse) and the same estimates."""
+    from scalefit.law import Param
+    from scalefit.registry import get_law
+
+    chin = get_law("chinchilla")
+    plain_params = {name: Param(p.bounds, p.init, log=p.log, doc=p.doc) for name, p in chin.params.items()}
+    plain = type("Plain", (type(chin),), {"name": "chinchilla_plain", "params": plain_params})()
+    full = fit(plain, epoch_data, identify=False)
+    projected = fit(chin, epoch_data, identify=False)
+    assert full.diagnostics["n_starts"] == 4500 and full.diagnostics["projected"] == []
+    assert projected.objective <= full.objective * (1 + 1e-12)
+    for name in ("E", "alpha", "beta"):
+        assert projected.params[name].value == pytest.approx(full.params[name].value, rel=1e-6)
 
 
 def test_epoch_bootstrap_standard_errors(epoch_fit):

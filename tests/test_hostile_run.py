@@ -292,7 +292,8 @@ def test_progress_hears_every_stage_and_old_callbacks_only_the_bootstrap():
     data = from_frame(chinchilla_frame(), required=ROLES)
     staged: dict[str, list[tuple[int, int]]] = {}
     fit("chinchilla", data, n_bootstrap=20, progress=lambda d, t, stage: staged.setdefault(stage, []).append((d, t)))
-    assert {"starts", "refine", "polish", "bootstrap"} <= set(staged)
+    # ("polish" is heard only when scipy polishes: a projected fit's interior optimum needs none)
+    assert {"starts", "refine", "bootstrap"} <= set(staged)
     for stage, calls in staged.items():
         assert all(0 <= d <= t for d, t in calls), stage
         assert calls[-1][0] == calls[-1][1], stage  # every stage ends complete

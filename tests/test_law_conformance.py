@@ -11,6 +11,7 @@ from scalefit.testing import (
     check_documented,
     check_jacobian,
     check_law,
+    check_linear,
     check_predict,
     check_recovery,
 )
@@ -42,6 +43,34 @@ def test_jacobian_matches_finite_differences(law):
     """Analytic Jacobians agree with central differences (relative 1e-5)."""
     if not check_jacobian(law):
         pytest.skip(f"{law.name} has no analytic Jacobian (the fitter uses finite differences)")
+
+
+LINEAR_LAWS = [law for law in LAWS if law.linear_params]
+
+
+def test_the_laws_that_are_linear_in_some_parameters_say_so():
+    """Variable projection is only as fast as the declarations: every built-in law of that form declares."""
+    assert {law.name: law.linear_params for law in LINEAR_LAWS} == {
+        "chinchilla": ["E", "A", "B"], "data_constrained": ["E"], "kaplan_e": ["E"],
+        "loss_to_loss": ["K", "E_y"], "lr_annealing": ["L0", "A", "C"], "multipower": ["L0", "A", "Bslope"],
+        "sparse_avg": ["E", "A", "B"]}
+
+
+@pytest.mark.parametrize("law", LINEAR_LAWS, ids=[law.name for law in LINEAR_LAWS])
+def test_declared_linear_parameters_are(law):
+    """Moving the parameters declared linear changes the prediction by exactly basis x move."""
+    assert check_linear(law)
+
+
+def test_a_false_linear_declaration_is_caught():
+    """Declaring an exponent linear is a false claim the check names."""
+    from scalefit.registry import get_law
+
+    chin = get_law("chinchilla")
+    wrong = type("Wrong", (type(chin),), {"name": "wrong", "params": {
+        **chin.params, "alpha": Param((0.0, 3.0), [0.5], linear=True, doc="model-size exponent")}})()
+    with pytest.raises(AssertionError, match="law 'wrong': linear: .*alpha"):
+        check_linear(wrong)
 
 
 CURVE_LAWS = [law for law in LAWS if law.kind == "curve"]
@@ -93,7 +122,7 @@ def test_check_law_names_the_law_and_the_failed_check():
 
     with pytest.raises(AssertionError, match="law 'broken_plugin': jacobian: d/dA"):
         check_law(Broken(), skip=("recovery",))
-    assert check_law("chinchilla", skip=("recovery",)) == ["declaration", "documented", "predict", "jacobian"]
+    assert check_law("chinchilla", skip=("recovery",)) == ["declaration", "documented", "predict", "jacobian", "linear"]
 
 
 def test_a_law_reaches_worker_processes_with_its_options():
