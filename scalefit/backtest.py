@@ -6,7 +6,8 @@ than one row) only a held-out run's checkpoints from 70 % of its training onward
 that paper; all checkpoints of the other runs are fitted (optionally only those past ``min_tokens``).
 
 ``compare`` runs the same split for several laws and returns one row per law: in-range error (ARE on
-the points it was fitted to), held-out error, fitted parameters and wall time.
+the points it was fitted to), held-out error, fitted parameters and wall time. Given several splits and
+``jobs``, it runs the backtests -- whole fits -- as parallel tasks (loky, or a dask or ray cluster).
 """
 
 from __future__ import annotations
@@ -229,24 +230,61 @@ def backtest(
     }
 
 
+def _backtest_task(data: Dataset, law: Law, holdout, by: str, min_tokens, fit_fn, fit_kw: dict) -> dict:
+    """One parallel task of :func:`compare`: a whole backtest, the table ``data`` shipped to the worker once."""
+    return backtest(law, data, holdout, by, min_tokens=min_tokens, fit_fn=fit_fn, **fit_kw)
+
+
 def compare(
     laws: Sequence[Law],
     data: Dataset,
-    holdout: str | int = "largest",
+    holdout: str | int | Sequence[str | int] = "largest",
     by: str = "params",
     *,
     min_tokens: float | None = None,
     progress: Callable[[str], None] | None = None,
     fit_fn: Callable | None = None,
+    jobs: int = 1,
+    backend: str = "loky",
     **fit_kw,
 ) -> list[dict]:
-    """One backtest row per law on the same split (laws must share the data's columns)."""
+    """One backtest row per law on the same split (laws must share the data's columns).
+
+    ``holdout`` may be a list of splits (``["largest", "largest:2"]``): one row per split and law, split
+    by split, the laws in order within each. ``jobs``, ``backend``: run the backtests -- each a whole
+    fit -- as parallel tasks through joblib (``loky``, ``threading``, ``dask``, ``ray``, as for
+    :func:`scalefit.fit.fit`), the table sent to the workers once; the rows equal the serial ones, in the
+    same order (``seconds`` aside), and each fit runs on one worker. ``progress(name)`` hears each law as
+    its turn comes (with ``jobs``, as the rows before it arrive). Every split and option is checked before
+    any fit.
+    """
+    from .bootstrap import parallel_map
+    from .fit import check_options, connect_backend
+
     _check_fit_options(fit_fn, fit_kw)
+    check_options(jobs=jobs, backend=backend)
+    splits = list(holdout) if isinstance(holdout, (list, tuple)) else [holdout]
+    if not splits:
+        raise option_error("holdout", holdout, "give at least one split, e.g. 'largest'")
+    for spec in splits:  # a bad split fails here, not in a worker after other fits ran
+        holdout_split(data, spec, by, min_tokens=min_tokens)
+    tasks = [(law, spec) for spec in splits for law in laws]
+    if jobs == 1 and backend == "loky":
+        rows = []
+        for law, spec in tasks:
+            if progress is not None:
+                progress(law.name)
+            rows.append(backtest(law, data, spec, by, min_tokens=min_tokens, fit_fn=fit_fn, **fit_kw))
+        return rows
+    connect_backend(backend)
+    if progress is not None and tasks:
+        progress(tasks[0][0].name)
     rows = []
-    for law in laws:
-        if progress is not None:
-            progress(law.name)
-        rows.append(backtest(law, data, holdout, by, min_tokens=min_tokens, fit_fn=fit_fn, **fit_kw))
+    for row in parallel_map(_backtest_task, data, ((law, spec, by, min_tokens, fit_fn, fit_kw) for law, spec in tasks),
+                            jobs, backend):
+        rows.append(row)
+        if progress is not None and len(rows) < len(tasks):
+            progress(tasks[len(rows)][0].name)
     return rows
 
 

@@ -6,6 +6,11 @@ optimum by one random weight (the wild cluster bootstrap: Webb's six points belo
 Rademacher above), which gives 216 distinct draws from 3 curves where run resampling gives 10. Draws
 are seeded and identical across joblib backends (``loky``, ``threading``, ``dask``, ``ray``); repeated
 resamples are solved once; huge ones are streamed chunk by chunk so memory stays bounded.
+
+Parallel work goes through :func:`parallel_map` (the bootstrap here, whole backtests in
+:func:`scalefit.backtest.compare`): a few coarse tasks, and the table they all read sent to the workers
+once -- scattered to every dask worker, put once into ray's object store, memory-mapped by loky -- rather
+than pickled into every task.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import threading
 import time
 import warnings
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -25,6 +30,10 @@ from .varpro import solve
 
 _BOOT_ITER = 300  # solver iterations per bootstrap refit (see _bootstrap_chunk)
 _DEDUP_ELEMENTS = 2**22  # draws x runs up to which all resamples are drawn at once (32 MiB of counts)
+# Parallel bootstrap tasks per worker: enough to even out uneven draws, few enough that each task's round
+# trip (a dask or ray scheduler hop; loky re-hashing the memory-mapped table) is small beside its work.
+_TASKS_PER_WORKER = {"loky": 4, "threading": 4, "dask": 2, "ray": 2}
+_MIN_TASK_DRAWS = 10
 
 
 def _draw_counts(rng: np.random.Generator, n_runs: int, n_draws: int) -> np.ndarray:
@@ -126,6 +135,109 @@ def _effective_jobs(jobs: int) -> int:
     return _cpus() if jobs == -1 else int(jobs)
 
 
+def cluster_workers(backend: str, jobs: int) -> int:
+    """How many workers will take tasks: ``jobs`` for loky, threading and ray (at most that many ray tasks
+    run at once; -1: the ray cluster's CPUs once connected, else this machine's); every worker thread of
+    the dask cluster, which joblib's dask backend uses whatever ``jobs`` says. Call after
+    :func:`scalefit.fit.connect_backend`."""
+    if backend == "dask":
+        from distributed import get_client
+
+        return max(1, sum(get_client().ncores().values()))
+    if backend == "ray" and jobs == -1:
+        import ray
+
+        if ray.is_initialized():
+            return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return max(1, _effective_jobs(jobs))
+
+
+def _with_shared(fn: Callable, shared, *args):
+    """On a worker: ``fn(table, *args)`` (module level, so that every backend can send it)."""
+    return fn(shared, *args)
+
+
+def _ray_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Iterator:
+    """:func:`parallel_map` on ray, with ray's own tasks: the table put once into the object store (each
+    task gets it back zero-copy from the node's shared memory), at most ``workers`` tasks running, results
+    yielded in order as they arrive. joblib's ray backend was measured and not used: it starts a fresh pool
+    of actors on every call (6-10 s for 8 tiny tasks on a local 2-CPU instance, where these tasks take
+    0.1 s: benchmarks/results/cluster.md) and cannot stream results."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()  # joins the cluster at RAY_ADDRESS, else starts a local one (as joblib's backend would)
+    task = ray.remote(num_cpus=1)(_with_shared)
+    table = ray.put(shared)
+    todo = iter(items)
+    running: dict = {}  # ObjectRef -> position
+    arrived: dict = {}
+    submitted = given = 0
+    try:
+        while True:
+            for item in todo:
+                running[task.remote(fn, table, *item)] = submitted  # a top-level ref arrives as the object
+                submitted += 1
+                if len(running) >= workers:
+                    break
+            if not running:
+                return
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                try:
+                    arrived[running.pop(ref)] = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:  # the worker's own error, not ray's wrapper and traceback
+                    raise (exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc) from None
+            while given in arrived:
+                yield arrived.pop(given)
+                given += 1
+    finally:  # an interrupt or an error: the queued tasks are not wanted any more
+        for ref in running:
+            ray.cancel(ref)
+
+
+def parallel_map(fn: Callable, shared, items: Iterable[tuple], jobs: int, backend: str) -> Iterator:
+    """``fn(shared, *item)`` for every item on ``jobs`` workers of ``backend``, yielded in order.
+
+    ``shared`` -- the table every task reads -- reaches the workers once, not inside every task: dask
+    scatters it to every worker (``broadcast``), ray puts it once into its object store, threads share it,
+    and loky memory-maps its arrays over 1 MB (written once per call; the small rest is pickled with each
+    task). loky, threading and dask go through joblib; ray through its own tasks (:func:`_ray_map`).
+    loky's workers end with the process that started them; closing the generator (an interrupt) cancels
+    the queued tasks at once. The caller makes the backend usable first
+    (:func:`scalefit.fit.connect_backend`).
+    """
+    if backend == "ray":
+        yield from _ray_map(fn, shared, items, cluster_workers(backend, jobs))
+        return
+    from joblib import Parallel, delayed, parallel_config
+
+    config: dict = {}
+    if backend == "loky":
+        # loky's workers outlive an interrupted or killed parent unless told: each watches its parent.
+        config = {"initializer": _exit_with_parent, "initargs": (os.getpid(),)}
+    elif backend == "dask":
+        # joblib scatters these (broadcast=True) and sends the future wherever this very object is an argument;
+        # left to itself it would pickle the table into every task (dask sizes a plain object by its shell).
+        config = {"scatter": [shared]}
+    with parallel_config(backend=backend, n_jobs=jobs, **config):
+        results = Parallel(return_as="generator")(delayed(_with_shared)(fn, shared, *item) for item in items)
+        try:
+            yield from results
+        finally:  # on an interrupt: cancel queued tasks and stop the workers now, not at garbage collection
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                results.close()
+
+
+def _bootstrap_task(shared: tuple, u_hat: np.ndarray, draw: np.ndarray, block: int) -> np.ndarray:
+    """One coarse task: refit the resamples ``draw`` in blocks of ``block`` (each block's per-row weights,
+    block x rows, must fit in memory). ``shared`` is (problem, run codes, wild residuals or None)."""
+    problem, run_codes, wild = shared
+    return np.vstack([_bootstrap_chunk(problem, u_hat, draw[i : i + block], run_codes, wild)
+                      for i in range(0, len(draw), block)])
+
+
 def run_bootstrap(problem: Problem, u_hat: np.ndarray, run_codes: np.ndarray, n_draws: int, seed: int | None,
                   jobs: int = 1, backend: str = "loky",
                   progress: Callable[[int, int], None] | None = None, method: str = "runs") -> np.ndarray:
@@ -160,8 +272,15 @@ def run_bootstrap(problem: Problem, u_hat: np.ndarray, run_codes: np.ndarray, n_
     else:
         n_solve = n_draws
         cap = max(1, min(cap, _DEDUP_ELEMENTS // n_runs))
-    chunk = 250 if workers == 1 else max(10, math.ceil(n_solve / (4 * workers)))
-    chunk = min(chunk, cap)
+    serial = workers == 1 and backend == "loky"
+    if serial:
+        chunk = min(250, cap)
+    else:
+        # Coarse tasks, each solved in memory-sized blocks on its worker: on a 10M-row table a block is one
+        # draw, and one task per draw would mean a thousand round trips.
+        chunk = max(_MIN_TASK_DRAWS, math.ceil(n_solve / (_TASKS_PER_WORKER[backend] * cluster_workers(backend, jobs))))
+        if which is None:  # streamed resamples: each task's counts (task x runs) stay as small as drawing at once
+            chunk = max(1, min(chunk, _DEDUP_ELEMENTS // n_runs))
     if which is not None:
         chunks: Iterator[np.ndarray] = (distinct[i : i + chunk] for i in range(0, n_solve, chunk))
     else:
@@ -177,23 +296,12 @@ def run_bootstrap(problem: Problem, u_hat: np.ndarray, run_codes: np.ndarray, n_
         if progress:
             progress(round(n_draws * solved / n_solve), n_draws)
 
-    if workers == 1 and backend == "loky":
+    if serial:
         for c in chunks:
             report(_bootstrap_chunk(problem, u_hat, c, run_codes, wild))
     else:
-        from joblib import Parallel, delayed, parallel_config
-
-        # loky's workers outlive an interrupted or killed parent unless told: each watches its parent.
-        own = {"initializer": _exit_with_parent, "initargs": (os.getpid(),)} if backend == "loky" else {}
-        with parallel_config(backend=backend, n_jobs=jobs, **own):
-            results = Parallel(return_as="generator")(
-                delayed(_bootstrap_chunk)(problem, u_hat, c, run_codes, wild) for c in chunks)
-            try:
-                for res in results:
-                    report(res)
-            finally:  # on an interrupt: cancel queued chunks and stop the workers now, not at garbage collection
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    results.close()
+        for res in parallel_map(_bootstrap_task, (problem, run_codes, wild), ((u_hat, c, cap) for c in chunks),
+                                jobs, backend):
+            report(res)
     draws = np.vstack(out)
     return draws if which is None else draws[which]

@@ -192,18 +192,17 @@ def _staged(progress: Callable | None) -> Callable[[str, int, int], None] | None
 
 
 def connect_backend(backend: str) -> None:
-    """Make joblib's ``backend`` usable before any work; a DataError that says how when it is not.
+    """Make ``backend`` usable before any work; a DataError that says how when it is not.
 
     dask: use the Client the caller made, or the cluster at DASK_SCHEDULER_ADDRESS; else say how to get
-    one. ray: register ray's joblib backend (joblib's first task then joins the cluster at RAY_ADDRESS, or
-    starts a local one). loky and threading need nothing.
+    one. ray: check that it is installed (the first task joins the cluster at RAY_ADDRESS, or starts a
+    local one; :func:`scalefit.bootstrap.parallel_map` runs ray's own tasks). loky and threading need nothing.
     """
     if backend == "ray":
         try:
-            from ray.util.joblib import register_ray
+            import ray  # noqa: F401
         except ImportError:
             raise DataError("backend 'ray' needs the optional extra: pip install 'scalefit[ray]'") from None
-        register_ray()
         return
     if backend != "dask":
         return
@@ -265,7 +264,8 @@ def fit(
     fixed : parameters held at given values (``--set``); ties: ``{"beta": "alpha"}`` makes beta = alpha.
     n_bootstrap : resamples of runs for percentile intervals (0: asymptotic standard errors only).
     ci : central interval level. seed: seeds the bootstrap (same seed -> identical output).
-    jobs, backend : joblib parallelism for the bootstrap (``loky``, ``threading``, ``dask``, ``ray``); jobs is
+    jobs, backend : parallelism for the bootstrap (``loky``, ``threading``, ``dask``, ``ray``): the draws go out
+        in a few coarse tasks, each solved in memory-sized blocks, the problem sent once per worker; jobs is
         a positive number of workers or -1 (one per CPU), at most ``scalefit.limits.limit("jobs")`` (4 per
         CPU; SCALEFIT_MAX_JOBS raises it). loky workers end with the process that started them.
     start : optional starting point (dict or full vector) added to the law's grid.

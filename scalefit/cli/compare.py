@@ -23,6 +23,8 @@ def compare(
     bootstrap: int = typer.Option(0, "--bootstrap", "-b", help="Curve laws: bootstrap draws per fold, for interval coverage."),
     lr_table: Optional[str] = typer.Option(None, "--lr-table", help="Curve laws: dense table run, step, lr."),
     schedule: Optional[List[str]] = typer.Option(None, "--schedule", help="Curve laws: RUN=SPEC LR schedule (repeatable)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers: point laws fit one law per task; curve laws share them in each fold's bootstrap (-1: one per CPU)."),
+    backend: str = typer.Option("loky", "--backend", help="joblib backend: loky, threading, dask (a running cluster: DASK_SCHEDULER_ADDRESS) or ray."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per law."),
 ):
     """Fit each law without the largest models and report in-range and held-out absolute relative error."""
@@ -38,7 +40,7 @@ def compare(
     if kinds == {"curve"}:
         return _compare_curves(runs, [get_law(n.strip(), law_file or ()) for n in laws.split(",") if n.strip()],
                                holdout or "loco", col, where, drop_invalid, delta, bootstrap, lr_table, schedule,
-                               json_out)
+                               json_out, jobs, backend)
     if "curve" in kinds:
         raise DataError("--laws mixes curve laws with point laws; compare curve laws (multipower, lr_annealing) "
                         "with each other")
@@ -46,7 +48,8 @@ def compare(
     parse_holdout(holdout)  # bad usage fails before anything is read
     if holdout_by not in ("params", "compute"):
         raise DataError(f"--holdout-by '{holdout_by}': use 'params' or 'compute'")
-    check_options(delta=delta, names={"delta": "--delta"})
+    check_options(delta=delta, jobs=jobs, backend=backend,
+                  names={"delta": "--delta", "jobs": "--jobs", "backend": "--backend"})
     check_min_tokens(min_tokens)
     names = [n.strip() for n in laws.split(",") if n.strip()]
     if not names:
@@ -73,7 +76,8 @@ def compare(
             state["started"] = True
             bar.update(task, description=f"fitting {name}")
 
-        rows = run_compare(models, data, holdout, holdout_by, min_tokens=min_tokens, progress=progress, delta=delta)
+        rows = run_compare(models, data, holdout, holdout_by, min_tokens=min_tokens, progress=progress, delta=delta,
+                           jobs=jobs, backend=backend)
         bar.advance(task)
 
     if json_out:
@@ -100,7 +104,8 @@ def compare(
                   style="dim")
 
 
-def _compare_curves(runs, models, holdout, col, where, drop_invalid, delta, bootstrap, lr_table, schedule, json_out):
+def _compare_curves(runs, models, holdout, col, where, drop_invalid, delta, bootstrap, lr_table, schedule, json_out,
+                    jobs, backend):
     """``compare`` for curve laws: the same folds (leave one curve out, or half horizon) for every law."""
     from ..curve_backtest import compare_curves, curve_folds
     from ..curves import load_for, parse_schedule_options
@@ -108,7 +113,8 @@ def _compare_curves(runs, models, holdout, col, where, drop_invalid, delta, boot
     from ..fit import check_options
     from ..tables import filter_rows, read_table
 
-    check_options(delta=delta, n_bootstrap=bootstrap)
+    check_options(delta=delta, n_bootstrap=bootstrap, jobs=jobs, backend=backend,
+                  names={"delta": "--delta", "n_bootstrap": "--bootstrap", "jobs": "--jobs", "backend": "--backend"})
     frame = filter_rows(read_table(runs), where, runs)
     data = load_for(models[0], frame, columns=parse_column_mapping(col or []), lr_table=lr_table,
                     schedules=parse_schedule_options(schedule), drop_invalid=drop_invalid)
@@ -116,7 +122,7 @@ def _compare_curves(runs, models, holdout, col, where, drop_invalid, delta, boot
         warn(line)
     curve_folds(data, holdout)
     with err_console.status("backtesting") as status:
-        rows = compare_curves(models, data, holdout, delta=delta, n_bootstrap=bootstrap,
+        rows = compare_curves(models, data, holdout, delta=delta, n_bootstrap=bootstrap, jobs=jobs, backend=backend,
                               progress=lambda name: status.update(f"backtesting {name} ({holdout})"))
     if json_out:
         emit_json(rows)

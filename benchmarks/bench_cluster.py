@@ -1,0 +1,243 @@
+"""Cluster: a `compare` sweep (point laws x holdouts x real data sets) serial, with --jobs 2 (loky), on a
+local dask cluster (2 worker processes x 1 thread) and on a local ray instance (2 CPUs, if ray is installed).
+
+Each data set is one `scalefit.backtest.compare` call whose tasks are whole backtests (law x holdout); the
+table goes to the workers once per call. Every path must return the serial rows (wall times aside). Paths
+are timed in alternation, after a warm-up sweep that starts their workers (its time is reported as the cold
+start; the clusters' own start-up is reported beside it): medians of --repeats (default 3).
+
+A second table measures the shipping itself: 8 tasks that each read a 1M-row Chinchilla problem (30 MiB),
+the problem passed as a plain argument of every task vs sent once (:func:`scalefit.bootstrap.parallel_map`).
+
+Writes benchmarks/results/cluster.md. Options: --repeats N, --laws a,b, --holdouts largest,largest:2,
+--no-shipping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def datasets() -> list:
+    """Epoch's 240 Chinchilla runs (the 5 highest losses dropped, as Epoch does) and Gadre et al.'s three
+    corpora (final C4 validation loss), as the tests load them; absent files are skipped."""
+    import pandas as pd
+
+    from scalefit.data import from_frame
+
+    out = []
+    epoch = SHARED / "chinchilla" / "svg_extracted_data.csv"
+    if epoch.exists():
+        df = pd.read_csv(epoch)
+        df = df[df["loss"] < sorted(df["loss"])[-5]].reset_index(drop=True)
+        out.append(from_frame(df, source="epoch240", columns={"params": "Model Size", "flops": "Training FLOP"},
+                              required=["params", "tokens", "loss"]))
+    gadre = SHARED / "gadre" / "gadre2024_final_losses.csv"
+    if gadre.exists():
+        df = pd.read_csv(gadre)
+        for corpus in sorted(df["dataset"].unique()):
+            out.append(from_frame(df[df["dataset"] == corpus].reset_index(drop=True), source=f"gadre:{corpus}",
+                                  columns={"run": "name", "loss": "loss_c4_val"}, required=["params", "tokens", "loss"]))
+    return out
+
+
+def sweep(laws, sets, holdouts, jobs: int, backend: str) -> tuple[float, list]:
+    from scalefit.backtest import compare
+
+    t0 = time.perf_counter()
+    rows = [row for data in sets for row in compare(laws, data, holdouts, jobs=jobs, backend=backend)]
+    return time.perf_counter() - t0, rows
+
+
+def same(rows, expected) -> bool:
+    strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+    return len(rows) == len(expected) and all(strip(a) == strip(b) for a, b in zip(rows, expected))
+
+
+def _touch(problem, i: int) -> float:
+    return float(problem.logy[i])
+
+
+def shipping(paths: dict, repeats: int) -> list[tuple[str, float, float]]:
+    """(backend, median s for 8 tasks with the problem in every task, median s with it sent once)."""
+    import numpy as np
+    import pandas as pd
+    from joblib import Parallel, delayed, parallel_config
+
+    from scalefit.bootstrap import _exit_with_parent, parallel_map
+    from scalefit.data import from_frame
+    from scalefit.registry import get_law
+    from scalefit.solver import Parameterization, Problem, RobustLoss
+
+    n = 1_000_000
+    rng = np.random.default_rng(0)
+    law = get_law("chinchilla")
+    frame = pd.DataFrame({"params": 10 ** rng.uniform(7, 10, n), "tokens": 10 ** rng.uniform(9, 12, n),
+                          "loss": 3 + rng.random(n)})
+    data = from_frame(frame, required=["params", "tokens", "loss"])
+    problem = Problem(law, law.prepare(data), data.column("loss"), None, Parameterization(law), RobustLoss("huber", 1e-3))
+    want = [float(problem.logy[i]) for i in range(8)]
+    out = []
+    for backend in paths:
+        if backend == "serial":
+            continue
+        per_task, once = [], []
+        list(parallel_map(_touch, problem, [(0,), (1,)], 2, backend))  # workers up
+        # loky: the initializer parallel_map gives its workers, so that both calls share one pool of workers
+        own = {"initializer": _exit_with_parent, "initargs": (os.getpid(),)} if backend == "loky" else {}
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            with parallel_config(backend=backend, n_jobs=2, **own), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # dask warns of the large object in every task: that is the point
+                got = Parallel()(delayed(_touch)(problem, i) for i in range(8))
+            per_task.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            got2 = list(parallel_map(_touch, problem, [(i,) for i in range(8)], 2, backend))
+            once.append(time.perf_counter() - t0)
+            assert got == want and got2 == want
+        out.append((backend, statistics.median(per_task), statistics.median(once)))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--laws", default="chinchilla,kaplan,kaplan_e")
+    ap.add_argument("--holdouts", default="largest,largest:2")
+    ap.add_argument("--no-shipping", action="store_true")
+    args, _ = ap.parse_known_args(argv)  # `make bench` passes its own arguments to every script
+
+    import joblib
+
+    from scalefit.fit import connect_backend
+    from scalefit.registry import get_law
+
+    began = time.perf_counter()
+    laws = [get_law(n) for n in args.laws.split(",")]
+    holdouts = args.holdouts.split(",")
+    sets = datasets()
+    if not sets:
+        print("bench_cluster: no shared data under ../shared/data; nothing measured", file=sys.stderr)
+        return 0
+    load0 = os.getloadavg()[0]
+    paths = {"serial": (1, "loky"), "loky": (2, "loky")}
+    startup, versions = {}, {"joblib": joblib.__version__}
+    cleanup = []
+    try:
+        import distributed
+
+        t0 = time.perf_counter()
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
+        client = distributed.Client(cluster)
+        startup["dask"] = time.perf_counter() - t0
+        cleanup += [client.close, cluster.close]
+        connect_backend("dask")
+        paths["dask"] = (2, "dask")
+        versions["dask"] = distributed.__version__
+    except ImportError:
+        print("bench_cluster: dask[distributed] not installed; dask not measured", file=sys.stderr)
+    try:
+        import ray
+
+        t0 = time.perf_counter()
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+        startup["ray"] = time.perf_counter() - t0
+        cleanup.append(ray.shutdown)
+        connect_backend("ray")
+        paths["ray"] = (2, "ray")
+        versions["ray"] = ray.__version__
+    except ImportError:
+        print("bench_cluster: ray not installed; ray not measured", file=sys.stderr)
+
+    try:
+        times: dict[str, list[float]] = {p: [] for p in paths}
+        cold, identical = {}, {}
+        reference = None
+        for name, (jobs, backend) in paths.items():  # warm-up: starts each path's workers, checks its rows
+            seconds, rows = sweep(laws, sets, holdouts, jobs, backend)
+            cold[name] = seconds
+            reference = rows if reference is None else reference
+            identical[name] = same(rows, reference)
+            print(f"{name}: cold sweep {seconds:.2f} s, rows identical to serial: {identical[name]}", flush=True)
+        for r in range(args.repeats):  # alternated, so that the machine's load falls on every path alike
+            for name, (jobs, backend) in paths.items():
+                seconds, _ = sweep(laws, sets, holdouts, jobs, backend)
+                times[name].append(seconds)
+                print(f"{name}: repeat {r + 1}: {seconds:.2f} s", flush=True)
+        ship = [] if args.no_shipping else shipping(paths, args.repeats)
+    finally:
+        for close in cleanup:
+            close()
+    load1 = os.getloadavg()[0]
+
+    med = {p: statistics.median(t) for p, t in times.items()}
+    # Each round times every path back to back: the ratio within a round cancels most of the drift in load.
+    paired = {p: statistics.median(a / b for a, b in zip(times[p], times["loky"])) for p in paths}
+    n_tasks = len(laws) * len(holdouts)
+    lines = [
+        "# Cluster: a `compare` sweep serial, `--jobs 2` (loky), dask and ray",
+        "",
+        f"Sweep: laws {', '.join(law.name for law in laws)} x holdouts {', '.join(holdouts)} on "
+        f"{', '.join(f'{d.source} ({len(d)} rows)' for d in sets)}: {len(sets)} `compare` calls of {n_tasks} "
+        f"backtests each ({len(sets) * n_tasks} fits). Every path returned the serial rows (wall times aside): "
+        f"{', '.join(p + (' yes' if ok else ' NO') for p, ok in identical.items())}.",
+        "",
+        f"Medians of {args.repeats} sweeps, paths alternated, after a warm-up sweep per path (its time: *cold*, "
+        f"which includes starting loky's workers). dask: `LocalCluster(n_workers=2, threads_per_worker=1)` "
+        f"(processes); ray: `ray.init(num_cpus=2)`; their own start-up is listed apart. *Same round vs loky*: "
+        f"the median over rounds of each round's time over loky's in that round.",
+        "",
+        "| path | median s | sweeps (s) | vs serial | vs loky --jobs 2 | same round vs loky | cold sweep s | "
+        "cluster start s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for p in paths:
+        start = f"{startup[p]:.1f}" if p in startup else "–"
+        lines.append(f"| {p} | {med[p]:.2f} | {', '.join(f'{t:.2f}' for t in times[p])} | "
+                     f"{med[p] / med['serial']:.2f}x | {med[p] / med['loky']:.2f}x | {paired[p]:.2f}x | "
+                     f"{cold[p]:.2f} | {start} |")
+    if ship:
+        lines += [
+            "",
+            "## Shipping the table once",
+            "",
+            "8 tasks on 2 workers, each reading a 1M-row Chinchilla problem (30 MiB pickled): the problem as a "
+            f"plain argument of every task (joblib's `{'`, `'.join(b for b, _, _ in ship)}` backends) vs sent once by "
+            "`parallel_map` (dask: scattered to every worker; ray: `ray.put` once, and ray's own tasks instead of "
+            "joblib's ray backend, which starts a fresh actor pool on every call; loky: the same call both ways -- "
+            "joblib memory-maps the arrays over 1 MB, written once per call and re-hashed for every batch). "
+            f"Medians of {args.repeats}, workers already up.",
+            "",
+            "| backend | problem in every task (s) | sent once (s) |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| {b} | {a:.3f} | {o:.3f} |" for b, a, o in ship]
+    lines += [
+        "",
+        f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python "
+        f"{platform.python_version()}, {', '.join(f'{k} {v}' for k, v in versions.items())}; load average "
+        f"{load0:.1f} before, {load1:.1f} after (other work shared the machine). Whole benchmark "
+        f"{time.perf_counter() - began:.0f} s.",
+        "",
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "cluster.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0 if all(identical.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

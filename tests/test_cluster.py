@@ -1,0 +1,195 @@
+"""Scale-out of whole fits: `compare` runs its backtests (law x holdout) as parallel tasks on loky, a dask
+cluster or ray, with the rows of the serial run; the table reaches the workers once; the bootstrap's
+coarse tasks are solved in memory-sized blocks and give the serial draws."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import operator
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import shared_file
+from typer.testing import CliRunner
+
+from scalefit.backtest import compare
+from scalefit.cli import app
+from scalefit.data import from_frame
+from scalefit.errors import DataError
+from scalefit.fit import fit
+from scalefit.registry import get_law
+
+sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: tests/ is not on sys.path
+from strategies import chinchilla_frame
+
+bootmod = importlib.import_module("scalefit.bootstrap")
+runner = CliRunner()
+LAWS = ("chinchilla", "kaplan")
+SPLITS = ["largest", "largest:2"]  # hold out the 6.9B run, then the 1.4B runs (20 and 640 tokens/param) too
+
+
+@pytest.fixture(scope="module")
+def rpj_frame():
+    """Gadre et al.'s 35 RedPajama runs (final C4 validation loss)."""
+    frame = pd.read_csv(shared_file("gadre", "gadre2024_final_losses.csv"))
+    return frame[frame["dataset"] == "rpj"].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def rpj(rpj_frame):
+    return from_frame(rpj_frame, columns={"run": "name", "loss": "loss_c4_val"}, required=["params", "tokens", "loss"])
+
+
+@pytest.fixture(scope="module")
+def serial_rows(rpj):
+    return compare([get_law(n) for n in LAWS], rpj, SPLITS)
+
+
+def _same_rows(rows, expected):
+    """Everything a row says, its wall time aside, equal to the serial row in the same place."""
+    assert len(rows) == len(expected)
+    for got, want in zip(rows, expected):
+        assert {k: v for k, v in got.items() if k != "seconds"} == {k: v for k, v in want.items() if k != "seconds"}
+
+
+def test_serial_sweep_is_split_by_split_with_real_errors(serial_rows):
+    """One row per (split, law), split by split; numbers from the fits, not placeholders: Chinchilla
+    forecasts the held-out 6.9B model within 3 % and better than Kaplan's form does."""
+    assert [(r["held_out"][0], r["law"]) for r in serial_rows] == [
+        ("params >= 6.89e+09", "chinchilla"), ("params >= 6.89e+09", "kaplan"),
+        ("params >= 1.44e+09", "chinchilla"), ("params >= 1.44e+09", "kaplan")]
+    assert [r["n_test"] for r in serial_rows] == [1, 1, 3, 3]  # 6.9B; then also the two 1.4B runs
+    by = {(r["held_out"][0], r["law"]): r["holdout_are"] for r in serial_rows}
+    assert by[("params >= 6.89e+09", "chinchilla")] < 0.03
+    assert by[("params >= 6.89e+09", "chinchilla")] < by[("params >= 6.89e+09", "kaplan")]
+
+
+def test_loky_processes_give_the_serial_rows(rpj, serial_rows):
+    heard = []
+    rows = compare([get_law(n) for n in LAWS], rpj, SPLITS, jobs=2, progress=heard.append)
+    _same_rows(rows, serial_rows)
+    assert heard == [law for _ in SPLITS for law in LAWS]  # each task's law once, in order, as in the serial run
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()
+
+
+def test_dask_cluster_gives_the_serial_rows(rpj, serial_rows, dask_client):
+    """A 2-process dask LocalCluster: the backtests run there (fitted in other processes) with the serial rows."""
+    rows = compare([get_law(n) for n in LAWS], rpj, SPLITS, jobs=2, backend="dask")
+    _same_rows(rows, serial_rows)
+
+
+def test_ray_gives_the_serial_rows(rpj, serial_rows, ray_local):
+    rows = compare([get_law(n) for n in LAWS], rpj, SPLITS, jobs=2, backend="ray")
+    _same_rows(rows, serial_rows)
+
+
+class CountedTable(dict):
+    """A table that counts how often it is serialised (in this process); it arrives as a plain dict."""
+
+    pickled = 0
+
+    def __reduce__(self):
+        type(self).pickled += 1
+        return dict, (dict(self),)
+
+
+@pytest.mark.parametrize("backend", ["dask", "ray"])
+def test_the_table_reaches_the_workers_once(backend, request):
+    """8 tasks read one table: dask scatters it (serialised at most once per worker), ray puts it once.
+    (loky pickles it with every batch of tasks, memory-mapping its arrays over 1 MB instead.)"""
+    request.getfixturevalue({"dask": "dask_client", "ray": "ray_local"}[backend])
+    from scalefit.fit import connect_backend
+
+    connect_backend(backend)
+    table = CountedTable({f"k{i}": i * i for i in range(8)})
+    CountedTable.pickled = 0
+    got = list(bootmod.parallel_map(operator.getitem, table, [(f"k{i}",) for i in range(8)], 2, backend))
+    assert got == [i * i for i in range(8)]
+    assert 1 <= CountedTable.pickled <= 2
+
+
+def test_ray_task_errors_arrive_as_the_workers_own(rpj, ray_local):
+    """A library error raised on a ray worker reaches the caller as itself: its class, its options (for
+    the CLI's flag names), its one-line message -- not ray's wrapper with a traceback."""
+    from scalefit.backtest import _backtest_task
+
+    task = (get_law("chinchilla"), "largest:99", "params", None, None, {})
+    with pytest.raises(DataError) as info:
+        list(bootmod.parallel_map(_backtest_task, rpj, [task], 2, "ray"))
+    assert type(info.value) is DataError and info.value.options == ("holdout",)
+    assert "leaves no model size" in str(info.value) and "Traceback" not in str(info.value)
+
+
+def test_bootstrap_tasks_are_coarse_and_solved_in_memory_blocks(monkeypatch):
+    """With a memory block of 3 draws, 2 workers get at most 8 tasks (not one per block), each solving
+    blocks of at most 3 draws; the draws equal the serial bootstrap's, which solves block by block."""
+    data = from_frame(chinchilla_frame(seed=4), required=["params", "tokens", "loss"])
+    monkeypatch.setattr(bootmod, "block_size", lambda n, q: 3)
+    serial = fit("chinchilla", data, n_bootstrap=60, seed=5, bootstrap_method="runs")
+    tasks, blocks = [], []
+    real_task, real_chunk = bootmod._bootstrap_task, bootmod._bootstrap_chunk
+    monkeypatch.setattr(bootmod, "_bootstrap_task", lambda shared, u, draw, block: tasks.append(len(draw))
+                        or real_task(shared, u, draw, block))
+    monkeypatch.setattr(bootmod, "_bootstrap_chunk", lambda *args: blocks.append(len(args[2])) or real_chunk(*args))
+    threads = fit("chinchilla", data, n_bootstrap=60, seed=5, bootstrap_method="runs", jobs=2, backend="threading")
+    np.testing.assert_array_equal(threads.draws, serial.draws)
+    assert 1 < len(tasks) <= 8 and max(tasks) > 3
+    assert max(blocks) == 3 and sum(blocks) == sum(tasks)
+
+
+def test_a_bad_split_fails_before_any_fit(rpj):
+    fits = []
+
+    def counting_fit(law, train, **kw):
+        fits.append(law.name)
+        raise AssertionError("no fit should start")
+
+    with pytest.raises(DataError, match="leaves no model size"):
+        compare([get_law("chinchilla")], rpj, ["largest", "largest:99"], jobs=2, backend="threading",
+                fit_fn=counting_fit)
+    assert fits == []
+    with pytest.raises(DataError, match="jobs=0"):
+        compare([get_law("chinchilla")], rpj, "largest", jobs=0)
+
+
+def test_cli_compare_jobs_and_backend_match_serial(rpj_frame, tmp_path, request):
+    """`compare --jobs 2` (loky) and `--backend dask` (the running cluster) print the serial rows."""
+    path = tmp_path / "rpj.csv"
+    rpj_frame.to_csv(path, index=False)
+    base = ["compare", str(path), "--laws", ",".join(LAWS), "--col", "run=name", "--col", "loss=loss_c4_val", "--json"]
+    one = runner.invoke(app, base)
+    assert one.exit_code == 0, one.output
+    serial = json.loads(one.stdout)
+    assert [r["law"] for r in serial] == list(LAWS) and serial[0]["n_test"] == 1
+    two = runner.invoke(app, [*base, "--jobs", "2"])
+    assert two.exit_code == 0, two.output
+    _same_rows(json.loads(two.stdout), serial)
+    request.getfixturevalue("dask_client")
+    on_dask = runner.invoke(app, [*base, "--jobs", "2", "--backend", "dask"])
+    assert on_dask.exit_code == 0, on_dask.output
+    _same_rows(json.loads(on_dask.stdout), serial)
+
+
+@pytest.mark.parametrize("flag,value", [("--jobs", "0"), ("--backend", "spark")])
+def test_cli_compare_refuses_bad_parallel_options(flag, value, tmp_path):
+    res = runner.invoke(app, ["compare", str(tmp_path / "absent.csv"), flag, value])
+    assert res.exit_code == 2 and flag in res.stderr and "Traceback" not in res.output
