@@ -4,7 +4,7 @@ Measures, each as the median of several runs in one process: the fit (variable p
 exponent pairs of the Chinchilla grid, E, A and B solved at each) beside the same law declared without
 linear parameters (the full 4,500-start grid, the fitter before projection); each + 1,000 bootstrap
 draws; synthetic tables of 60 to 100,000 runs (time growth; peak memory of the largest, in a fresh
-process); and the start-up time of `scalefit --help` and `scalefit predict` from a saved fit.
+process). Start-up times are benchmarks/bench_startup.py's.
 The peer is the PyPI package `chinchilla` (its log-Huber delta=1e-3 fit, default grid) in a throw-away
 virtual environment (benchmarks/peer_chinchilla.py); skip it with --no-peer.
 Writes benchmarks/results/fit.md.
@@ -17,7 +17,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,15 +35,6 @@ def timed(fn, repeat):
         out = fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times), times, out
-
-
-def startup(args, repeat=7):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "scalefit", *args], capture_output=True, check=True)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -73,11 +63,6 @@ def main() -> int:
     big = _peak_memory(100_000)
     small = [(n, t) for n, t in growth if n <= 10_000]
     exponent = float(np.polyfit(np.log([n for n, _ in small]), np.log([t for _, t in small]), 1)[0])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "fit.json"
-        res_b.save(path)
-        t_help = startup(["--help"])
-        t_predict = startup(["predict", "--fit", str(path), "--params", "7B", "--tokens", "1.4T", "--json"])
     rows = [
         (f"scalefit: fit ({res.diagnostics['n_starts']} exponent starts, E, A, B projected; "
          f"{res.diagnostics['n_converged_best']} reach the best)", f"{t_fit:.3f} s", f"{res.objective:.7e}",
@@ -91,8 +76,6 @@ def main() -> int:
           for n, t in growth],
         ("peak memory, 100,000-run fit (whole process)", f"{big:.0f} MB", "", "< 1 GB"),
         ("time growth, 60 → 10,000 runs", f"runs^{exponent:.2f}", "", "≤ 1.0"),
-        ("scalefit --help start-up", f"{t_help:.3f} s", "", "< 0.5 s"),
-        ("scalefit predict start-up (saved fit)", f"{t_predict:.3f} s", "", "< 0.5 s"),
     ]
     peer = None
     if not args.no_peer:

@@ -14,7 +14,6 @@ import importlib.util
 import os
 import sys
 import warnings
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
@@ -98,6 +97,8 @@ def _discover() -> dict[str, Law]:
                 raise LawDefinitionError(f"{path}: law '{obj.name}' is also defined in {laws[obj.name].source_file}")
             laws[obj.name] = obj
     if os.environ.get("SCALEFIT_DISABLE_PLUGINS") != "1":
+        from importlib import metadata  # here: importing it is a large share of `scalefit predict`'s start-up
+
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = f"{ep.dist.name}=={ep.dist.version}" if ep.dist else "?"
             try:

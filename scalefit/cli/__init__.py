@@ -2,23 +2,27 @@
 
 Every command group lives in its own module and exposes ``app``. Library errors
 (:class:`scalefit.errors.ScalefitError`) become one line on stderr and an exit code here, in one place.
-Heavy imports (pandas, scipy, matplotlib) happen inside the commands so ``scalefit --help`` is fast.
+Start-up stays small: a command's module is imported only when it runs (:data:`COMMANDS`), each imports
+the library inside its function, and typer's own start-up work is cut to what is used (:mod:`._startup`);
+``scalefit --help`` imports neither numpy nor pydantic.
 """
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 import threading
 import warnings
+from collections.abc import MutableMapping
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
-from .._io import written
 from ..errors import ScalefitError
 from ._options import leaf_command, to_flags
 from ._output import clean
+from ._startup import defer_rich_help_imports, lighten
 
 # Options whose value may be left out: ``--reference`` alone means the law's first published set.
 _OPTIONAL_VALUE = {"--reference": "default"}
@@ -41,6 +45,8 @@ class _Boundary(TyperGroup):
         return rest
 
     def invoke(self, ctx):
+        from .._io import written
+
         before = len(written())
         restore = _catch_termination()
         try:
@@ -113,11 +119,131 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     typer.echo(f"warning: {clean(message)}", err=True)
 
 
+# Every command, in the order `scalefit --help` lists them: name -> (module of scalefit.cli, attribute: a
+# command function or a typer app of subcommands, the first paragraph of its help). A command's module is
+# imported only when that command runs or shows its help, so `scalefit --help` imports none of them; the
+# help line is kept here for the root listing (tests/test_startup.py checks it against each command).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "fit": ("fit", "fit_command", "Fit a law with the robust multi-start fitter; bootstrap over runs for intervals."),
+    "predict": ("predict", "predict_command",
+                "Forecast loss: give two of --params/--tokens/--compute, or one for the compute-optimal rest; "
+                "or --hours\nwith --hardware and --gpus for the best model shape in a wall-clock budget."),
+    "check": ("check", "check_command",
+              "Compare a fit with a baseline: exit 0 within tolerance, 1 on drift, 2 when they cannot be compared."),
+    "compare": ("compare", "compare",
+                "Fit each law without the largest models and report in-range and held-out absolute relative error."),
+    "pair": ("l2l", "pair", "Build a loss-to-loss table: one row per model pair, the two losses side by side."),
+    "translate": ("l2l", "translate",
+                  "Translate a scaling law to another training set: alpha' = kappa alpha, beta' = kappa beta,\n"
+                  "A' = A K^(1/(kappa alpha)), B' = B K^(1/(kappa beta)), E' = E_y."),
+    "import": ("importer", "import_command",  # `import` is a Python keyword: the function has another name
+               "Import training curves into one table that `scalefit fit` reads: run, step, loss (+ lr, tokens, "
+               "flops)."),
+    "isoflop": ("isoflop", "isoflop_command",
+                "Fit a parabola of loss against log N per compute budget, take each minimum, and fit N_opt ∝ C^a "
+                "and\nD_opt ∝ C^b across budgets, with intervals from resampling runs within budgets."),
+    "report": ("report", "report_command",
+               "Write a report of a fit that a person who never ran scalefit can read: the law, the parameters "
+               "with\nintervals, the diagnostics in words, figures, forecasts and backtests; the HTML embeds the "
+               "fit.json."),
+    "laws": ("laws", "app", "List the available laws and show one in detail."),
+    "data": ("data", "app", "Inspect and validate run tables."),
+    "schedule": ("schedule", "app", "Predict, compare and optimise LR schedules with a curve law."),
+    "cost": ("cost", "app", "Wall-clock cost of training: step time, hours, GPU-hours, dollars."),
+    "hparams": ("hparams", "app",
+                "Optimal learning rate and batch size: fit the Step Law to a sweep, forecast it (Li et al. 2025)."),
+}
+
+_SETTINGS = dict(pretty_exceptions_enable=False, add_completion=False)
+
+
+def build_command(name: str):
+    """The click command ``name`` exactly as typer builds it for a subcommand of the root (the same typer
+    calls on a holder app with the root's settings), with light value conversion (:mod:`._startup`)."""
+    module, attr, _ = COMMANDS[name]
+    target = getattr(importlib.import_module(f".{module}", __name__), attr)
+    holder = typer.Typer(**_SETTINGS)
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name)
+        command = typer.main.get_command(holder).commands[name]
+    else:
+        holder.command(name)(target)
+        command = typer.main.get_command(holder)
+    lighten(command)
+    return command
+
+
+class _Commands(MutableMapping):
+    """The root's subcommands by name, in listing order; one named in :data:`COMMANDS` is built on first
+    access (:func:`build_command`)."""
+
+    def __init__(self, added=None):
+        self._names = dict.fromkeys([*COMMANDS, *(added or {})])
+        self._built = dict(added or {})
+
+    def __getitem__(self, name):
+        if name not in self._built:
+            if name not in self._names or name not in COMMANDS:
+                raise KeyError(name)
+            self._built[name] = build_command(name)
+        return self._built[name]
+
+    def built(self, name):
+        """The command if it is built already, else None (nothing is imported)."""
+        return self._built.get(name)
+
+    def __contains__(self, name):  # without building it
+        return name in self._names
+
+    def __setitem__(self, name, command):
+        self._names[name] = None
+        self._built[name] = command
+
+    def __delitem__(self, name):
+        del self._names[name]
+        self._built.pop(name, None)
+
+    def __iter__(self):
+        return iter(list(self._names))
+
+    def __len__(self):
+        return len(self._names)
+
+
+class _Root(_Boundary):
+    """The root group: subcommands load on demand, and its help lists them from :data:`COMMANDS` without
+    loading any."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.commands = _Commands(self.commands)
+        self._listing = False
+
+    def main(self, *args, **kwargs):
+        defer_rich_help_imports()
+        lighten(self, subcommands=False)
+        return super().main(*args, **kwargs)
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(self.commands)
+
+    def get_command(self, ctx, name: str):
+        if self._listing and name in COMMANDS and name in self.commands and self.commands.built(name) is None:
+            return TyperCommand(name, help=COMMANDS[name][2])  # its line in the listing; nothing imported
+        return self.commands.get(name)
+
+    def format_help(self, ctx, formatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
 app = typer.Typer(
-    cls=_Boundary,
+    cls=_Root,
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+    **_SETTINGS,
     help="Fit and forecast neural scaling laws with honest error bars.",
 )
 
@@ -135,45 +261,6 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ):
     """Fit and forecast neural scaling laws with honest error bars."""
-
-
-from . import check as _check_cmd  # noqa: E402
-from . import cost as _cost_cmd  # noqa: E402
-from . import data as _data_cmd  # noqa: E402
-from . import fit as _fit_cmd  # noqa: E402
-from . import laws as _laws_cmd  # noqa: E402
-from . import predict as _predict_cmd  # noqa: E402
-from . import schedule as _schedule_cmd  # noqa: E402
-
-app.command("fit")(_fit_cmd.fit_command)
-app.command("predict")(_predict_cmd.predict_command)
-app.command("check")(_check_cmd.check_command)
-app.add_typer(_laws_cmd.app, name="laws")
-app.add_typer(_data_cmd.app, name="data")
-app.add_typer(_schedule_cmd.app, name="schedule")
-app.add_typer(_cost_cmd.app, name="cost")
-from . import hparams as _hparams_cmd  # noqa: E402
-
-app.add_typer(_hparams_cmd.app, name="hparams")
-
-from . import compare as _compare_cmd  # noqa: E402
-from . import l2l as _l2l_cmd  # noqa: E402
-
-app.command("compare")(_compare_cmd.compare)
-app.command("pair")(_l2l_cmd.pair)
-app.command("translate")(_l2l_cmd.translate)
-
-from . import importer as _import_cmd  # noqa: E402
-
-app.command("import")(_import_cmd.import_command)  # `import` is a Python keyword: the function has another name
-
-from . import isoflop as _isoflop_cmd  # noqa: E402
-
-app.command("isoflop")(_isoflop_cmd.isoflop_command)
-
-from . import report as _report_cmd  # noqa: E402
-
-app.command("report")(_report_cmd.report_command)
 
 
 def main() -> None:  # console-script entry point

@@ -13,7 +13,6 @@ import re
 from typing import Iterable
 
 from ..errors import DataError
-from ..units import parse_count
 
 # Library parameter -> the command's parameter(s) that carry it, tried in order (``schedule predict`` reads
 # its data through ``--data-schedule``/``--data-lr-table``; ``fit`` and ``data check`` through
@@ -134,6 +133,8 @@ def leaf_command(root, ctx, path: Iterable[str]):
 
 def parse_assignments(items: Iterable[str] | None, flag: str = "--set") -> dict[str, float]:
     """``["E=1.69", "alpha=0.34"]`` -> ``{"E": 1.69, "alpha": 0.34}`` (values may be size strings)."""
+    from ..units import parse_count
+
     out: dict[str, float] = {}
     for item in items or []:
         name, sep, value = item.partition("=")

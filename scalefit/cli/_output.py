@@ -1,8 +1,9 @@
 """Output helpers shared by every command: results to stdout, everything else to stderr.
 
 Run names, file names and column names come from the user's files and can hold terminal escape
-sequences or text that looks like rich markup. Both consoles therefore treat text as plain (markup off)
-and show control characters as visible escapes; styled words are built with :func:`styled`.
+sequences or text that looks like rich markup or an emoji code (``:100:``). Both consoles therefore treat
+text as plain (markup and emoji codes off) and show control characters as visible escapes; styled words are
+built with :func:`styled`.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ class _PlainConsole(Console):
         return super().render_str(clean(text), **kwargs)
 
 
-console = _PlainConsole(soft_wrap=True, markup=False)  # results
-err_console = _PlainConsole(stderr=True, soft_wrap=True, markup=False)  # progress, warnings, errors
+console = _PlainConsole(soft_wrap=True, markup=False, emoji=False)  # results
+err_console = _PlainConsole(stderr=True, soft_wrap=True, markup=False, emoji=False)  # progress, warnings, errors
 
 
 def styled(text: Any, style: str) -> Text:

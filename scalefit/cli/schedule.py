@@ -69,6 +69,21 @@ class _Progress:
             self.bar.stop()
 
 
+def _one_blas_thread() -> None:
+    """One BLAS thread for this process, unless the user set a number (call it before numpy is imported).
+
+    The schedule optimiser's L-BFGS-B works on a few hundred knots: its BLAS calls are too small to gain
+    from threads, whose spinning costs more than the work. On a busy 2-core machine the whole command took
+    half the wall time and 40 % less CPU on one thread; the fastest runs were alike
+    (benchmarks/results/startup.md)."""
+    import os
+    import sys
+
+    if "numpy" not in sys.modules:  # read when numpy loads its BLAS, not after
+        for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
+
+
 def _check_ci(ci: Optional[float]) -> None:
     if ci is not None and not 0 < ci < 1:  # also refuses nan
         from ..errors import DataError
@@ -390,6 +405,7 @@ def optimize(
     json_out: bool = JsonOpt,
 ):
     """The monotone schedule minimising the predicted final loss, against the best cosine and WSD."""
+    _one_blas_thread()
     from pathlib import Path
 
     from .._io import refuse_overwrite

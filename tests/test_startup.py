@@ -1,0 +1,263 @@
+"""Start-up: what `import scalefit` and `scalefit --help` load, and that loading less changed nothing.
+
+The checks are structural (which modules a fresh interpreter holds), never timed; the times are measured by
+benchmarks/bench_startup.py. Each fresh interpreter runs in a subprocess, as this test process has long
+imported everything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import typer
+from conftest import ROOT
+from typer.testing import CliRunner
+
+HEAVY = ("numpy", "pandas", "scipy", "pydantic", "markdown_it", "pygments", "matplotlib", "joblib")
+
+
+def fresh(code: str) -> dict:
+    """Run ``code`` in a new interpreter; it ends by printing one JSON object, which is returned."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+LOADED = """
+import json, sys
+heavy = sorted({m.split('.')[0] for m in sys.modules} & set(%r))
+print(json.dumps({"heavy": heavy, "scalefit": sorted(m for m in sys.modules if m.startswith("scalefit")),
+                  "rich": sorted(m for m in sys.modules if m in ("rich.markdown", "rich.traceback"))}))
+""" % (HEAVY,)
+
+
+def run_cli(*args: str) -> str:
+    """Code that runs the console entry point with ``args`` (output discarded), then reports what is loaded."""
+    return f"""
+import contextlib, io, sys
+sys.argv = ["scalefit", *{list(args)!r}]
+from scalefit.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        main()
+    except SystemExit:
+        pass
+""" + LOADED
+
+
+# ------------------------------------------------------------------------------------ what is loaded
+def test_import_scalefit_loads_no_numpy():
+    loaded = fresh("import scalefit\n" + LOADED)
+    assert loaded["heavy"] == []
+    assert loaded["scalefit"] == ["scalefit", "scalefit.errors"]
+
+
+def test_help_loads_no_heavy_library_and_no_command_module():
+    loaded = fresh(run_cli("--help"))
+    assert loaded["heavy"] == []
+    assert not [m for m in loaded["scalefit"] if m.startswith("scalefit.cli.") and m.split(".")[-1][0] != "_"]
+    assert loaded["rich"] == []  # typer's help module came without rich.markdown and rich.traceback
+
+
+def test_a_group_help_and_a_usage_error_load_no_heavy_library():
+    for args in (("schedule", "--help"), ("predict", "--no-such-option")):
+        loaded = fresh(run_cli(*args))
+        assert loaded["heavy"] == [], args
+        assert loaded["rich"] == [], args
+
+
+def test_predict_from_published_values_loads_neither_pydantic_nor_the_other_commands():
+    loaded = fresh(run_cli("predict", "--law", "chinchilla", "--reference", "epoch", "--compute", "1e24"))
+    assert loaded["heavy"] == ["numpy"]
+    commands = {m for m in loaded["scalefit"] if m.startswith("scalefit.cli.") and m.split(".")[-1][0] != "_"}
+    assert commands == {"scalefit.cli.predict"}
+
+
+# ------------------------------------------------------------- scalefit.fit and scalefit.law stay functions
+@pytest.mark.parametrize("first", [
+    "import scalefit.fit, scalefit.law, scalefit",  # the submodules before the package's names
+    "import scalefit; scalefit.fit; scalefit.law; import scalefit.fit, scalefit.law",  # the names first
+    "import scalefit.result, scalefit.registry, scalefit.cli.fit, scalefit",  # the library importing them
+])
+def test_fit_and_law_stay_the_functions_after_any_import(first):
+    checked = fresh(first + """
+import inspect, json, sys, types
+from scalefit import fit, law, Law, Param
+import scalefit.fit as via_import_as
+from scalefit.fit import fit as function
+assert fit is scalefit.fit is function is via_import_as, (fit, function)
+assert isinstance(sys.modules["scalefit.fit"], types.ModuleType) and isinstance(sys.modules["scalefit.law"], types.ModuleType)
+assert inspect.isfunction(scalefit.law) and scalefit.law is law and scalefit.Law is Law
+
+@scalefit.law(inputs={"N": "params", "D": "tokens"}, reference={"E": 1.7, "A": 400.0, "alpha": 0.3},
+              params={"E": Param((0.1, 10), [1, 2], log=True), "A": Param((1, 1e6), [100, 1000], log=True),
+                      "alpha": Param((0.01, 1), [0.2, 0.4])})
+def size_only(N, D, *, E, A, alpha):
+    return E + A / N**alpha
+
+res = scalefit.fit("chinchilla", "data/example_runs.csv")
+print(json.dumps({"law": res.law.name, "runs": res.n_runs, "params": sorted(res.params),
+                  "objective": res.objective, "made": type(size_only).__name__}))
+""")
+    assert checked["law"] == "chinchilla" and checked["runs"] == 60
+    assert checked["params"] == ["A", "B", "E", "alpha", "beta"]
+    assert 0 < checked["objective"] < 1e-2
+    assert checked["made"] == "FunctionLaw"
+
+
+def test_the_package_lists_its_lazy_names():
+    import scalefit
+
+    assert {"fit", "law", "load_fit", "get_law", "forecast"} <= set(dir(scalefit))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        scalefit.nope  # noqa: B018
+
+
+# --------------------------------------------------------------------------- the same help, the same values
+def _reference_app() -> typer.Typer:
+    """The root as it was built before commands loaded on demand: every command registered up front."""
+    from scalefit.cli import COMMANDS, _root
+
+    ref = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                      help="Fit and forecast neural scaling laws with honest error bars.")
+    ref.callback()(_root)
+    groups = []
+    for name, (module, attr, _) in COMMANDS.items():
+        target = getattr(importlib.import_module(f"scalefit.cli.{module}"), attr)
+        if isinstance(target, typer.Typer):
+            groups.append((name, target))
+        else:
+            ref.command(name)(target)
+    for name, target in groups:
+        ref.add_typer(target, name=name)
+    return ref
+
+
+def _paths(group, prefix=()):
+    for name in group.list_commands(None):
+        yield (*prefix, name)
+        sub = group.get_command(None, name)
+        if hasattr(sub, "commands"):
+            yield from _paths(sub, (*prefix, name))
+
+
+def test_every_help_page_is_the_one_typer_builds_up_front():
+    from scalefit.cli import app
+
+    runner = CliRunner()
+    ref = _reference_app()
+    paths = [(), *_paths(typer.main.get_command(ref))]
+    assert len(paths) > 30
+    for path in paths:
+        lazy = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "100"})
+        eager = runner.invoke(ref, [*path, "--help"], env={"COLUMNS": "100"})
+        assert lazy.exit_code == eager.exit_code == 0, path
+        assert lazy.output == eager.output, path
+
+
+def test_the_root_listing_is_each_commands_own_first_paragraph():
+    import inspect
+
+    from scalefit.cli import COMMANDS, build_command
+
+    for name, (_, _, listed) in COMMANDS.items():
+        command = build_command(name)
+        first = inspect.cleandoc(command.short_help or command.help or "").split("\n\n")[0].strip()
+        assert listed == first, name
+
+
+def test_the_root_loads_a_command_only_when_asked():
+    from scalefit.cli import COMMANDS, app
+
+    root = typer.main.get_command(app)
+    assert root.list_commands(None) == list(COMMANDS)
+    assert root.commands.built("predict") is None
+    assert root.get_command(None, "predict").name == "predict"
+    assert root.commands.built("predict") is not None and root.commands.built("fit") is None
+    assert root.get_command(None, "no-such-command") is None
+
+
+def test_an_unknown_command_and_the_version_still_answer():
+    from scalefit import __version__
+    from scalefit.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["no-such-command"])
+    assert res.exit_code == 2 and "No such command" in res.output
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"scalefit {__version__}"
+
+
+VALUES = ["1e24", "1E+24", "-3.5e-4", ".5", "5.", "007", "-0", "0", "42", "99999999999999999999", "1_000",
+          " 5", "5 ", "1.0", "1.5", "inf", "-nan", "0x10", "abc", "", "7B", "3e-4", "+2", "1e400", "9" * 5000,
+          "0." + "3" * 400]
+
+
+@pytest.mark.parametrize("annotation", [str, int, float])
+def test_light_conversion_returns_what_typer_returns(annotation):
+    """For every value, the light converter gives typer's (pydantic's) answer: the same value of the same type,
+    or the same error message."""
+    coercion = pytest.importorskip("typer._coercion")
+    from typer.models import OptionInfo
+
+    from scalefit.cli._startup import _kind, _light_class
+
+    descriptor = coercion.resolve_type_descriptor(annotation, OptionInfo())
+    full = coercion.build_runtime_param(descriptor)
+
+    class Param:  # what a converter reads from its parameter
+        multiple, nargs, type_descriptor, _runtime_param = False, 1, descriptor, None
+
+    def outcome(runtime, value):
+        try:
+            got = runtime.coerce(value, param=Param(), ctx=None)
+        except Exception as exc:  # noqa: BLE001 - comparing the errors themselves
+            return "error", type(exc).__name__, str(exc)
+        return "value", type(got).__name__, repr(got)
+
+    light = _light_class(_kind(annotation))(parameter_info=descriptor.parameter_info, annotation=annotation)
+    for value in [*VALUES, None, 3, 2.5, True]:
+        assert outcome(light, value) == outcome(full, value), value
+
+
+def test_light_conversion_of_a_repeated_option():
+    coercion = pytest.importorskip("typer._coercion")
+    from typing import List
+
+    from typer.models import OptionInfo
+
+    from scalefit.cli._startup import _kind, _light_class
+
+    descriptor = coercion.resolve_type_descriptor(List[str], OptionInfo())
+    full = coercion.build_runtime_param(descriptor)
+
+    class Param:
+        multiple, nargs, type_descriptor, _runtime_param = True, 1, descriptor, None
+
+    light = _light_class(_kind(List[str]))(parameter_info=descriptor.parameter_info, annotation=List[str])
+    for value in [("E=1.69", "alpha=0.34"), ["a"], (), None]:
+        got, want = light.coerce(value, param=Param(), ctx=None), full.coerce(value, param=Param(), ctx=None)
+        assert got == want and type(got) is type(want), value
+
+
+def test_options_still_refuse_bad_values_with_typers_message():
+    from cli_helpers import run
+
+    res = run("predict", "--gpus", "two", "--hours", "1", "--hardware", "H100", "--law", "chinchilla",
+              "--reference", "epoch")
+    assert res.exit_code == 2 and "Invalid value for '--gpus'" in res.output and "valid integer" in res.output
+
+
+def test_user_text_is_never_turned_into_emoji(capsys):
+    from scalefit.cli._output import console, info
+
+    console.print("run :100: of :fire:")
+    info("loss :thumbs_up:")
+    captured = capsys.readouterr()
+    assert "run :100: of :fire:" in captured.out and "loss :thumbs_up:" in captured.err
