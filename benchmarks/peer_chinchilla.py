@@ -2,14 +2,15 @@
 
     python benchmarks/peer_chinchilla.py [--repeat K] [--grid default|small|paper]
 
-The peer lives in a throw-away virtual environment (benchmarks/.venv-peer, git-ignored) so its
-pins (pandas, pydantic, seaborn, ...) never touch scalefit's environment; it is created on first
-use and reused while it still imports the pinned version. Install output goes to stderr.
+The peer lives in a throw-away virtual environment (benchmarks/.venv-chinchilla, git-ignored; see
+benchmarks/peers/_venv.py) so its pins (pandas, pydantic, seaborn, ...) never touch scalefit's
+environment; it is created on first use and reused while it still imports the pinned version.
+Install output goes to stderr.
 
 What is timed: one call of the peer's `Chinchilla.fit()` (BFGS from every point of the starting
 grid, log-Huber loss with delta = 1e-3), wall clock, excluding imports and data loading. The
-objective is recomputed here as scalefit defines it, sum_i Huber_delta(log L_hat_i - log L_i),
-because the peer minimises the *mean* of that and in np.longdouble.
+objective is recomputed here as scalefit defines it, sum_i Huber_delta(log L_hat_i - log L_i)
+(benchmarks/peers), because the peer minimises the *mean* of that and in np.longdouble.
 """
 
 from __future__ import annotations
@@ -17,18 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+from peers import DATA, DELTA, epoch_points, huber_log_objective, write_runs_csv
+from peers._venv import PeerEnv, PeerUnavailable, run_json
 
 PEER = "chinchilla"
 PEER_VERSION = "0.2.0"  # newest on PyPI when written; the API below is read from this version's core.py
-ROOT = Path(__file__).resolve().parents[1]
-VENV = ROOT / "benchmarks" / ".venv-peer"
-DATA = ROOT.parent / "shared" / "data" / "chinchilla" / "svg_extracted_data.csv"
-DELTA = 1e-3
+PEER_ENV = PeerEnv(PEER, PEER, PEER_VERSION, (f"{PEER}=={PEER_VERSION}",))
 
-# Runs inside the peer's venv. Input: one JSON argument; output: one JSON line on stdout.
+# Runs inside the peer's venv. Input: one JSON argument (the runs CSV has Epoch's 240 points, already
+# filtered, as benchmarks/peers writes them); output: one JSON line on stdout.
 INNER = r"""
 import json, os, statistics, sys, tempfile, time
 import numpy as np
@@ -39,11 +41,10 @@ from chinchilla._metrics import log_huber
 cfg = json.loads(sys.argv[1])
 delta = cfg["delta"]
 
-df = pd.read_csv(cfg["data"])
-df = df[df.loss < sorted(df.loss)[-5]]  # Epoch's filter: drop the 5 highest losses -> 240 points
-N = df["Model Size"].to_numpy(float)
-C = df["Training FLOP"].to_numpy(float)
-D = C / (6 * N)
+df = pd.read_csv(cfg["runs"])
+N = df["params"].to_numpy(float)
+D = df["tokens"].to_numpy(float)
+C = 6 * N * D
 L = df["loss"].to_numpy(float)
 
 # The peer has no built-in starting grid; `param_grid` is required. Key order matters: fit() unpacks
@@ -76,44 +77,14 @@ with tempfile.TemporaryDirectory() as project:
         times.append(time.perf_counter() - t)
     params = cc.get_params()
 
-r = np.log(Chinchilla.predict_loss(N, D, params)) - np.log(L)
-a = np.abs(r)
-objective = float(np.sum(np.where(a <= delta, 0.5 * r**2, delta * (a - 0.5 * delta))))
-print(json.dumps({"seconds": statistics.median(times), "times": times, "objective": objective,
-                  "params": params, "n_starts": n_starts, "n_points": int(len(L)), "cpus": os.cpu_count()}))
+print(json.dumps({"seconds": statistics.median(times), "times": times, "params": params,
+                  "n_starts": n_starts, "n_points": int(len(L)), "cpus": os.cpu_count()}))
 """
 
 
 def fail(msg: str) -> None:
     print(f"peer_chinchilla: error: {msg}", file=sys.stderr)
     sys.exit(1)
-
-
-def venv_python() -> Path:
-    return VENV / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-
-
-def installed_version() -> str | None:
-    py = venv_python()
-    if not py.exists():
-        return None
-    probe = subprocess.run([str(py), "-c", f"import importlib.metadata as m; print(m.version({PEER!r}))"],
-                           capture_output=True, text=True)
-    return probe.stdout.strip() if probe.returncode == 0 else None
-
-
-def ensure_venv() -> None:
-    if installed_version() == PEER_VERSION:
-        return
-    print(f"peer_chinchilla: creating {VENV} with {PEER}=={PEER_VERSION}", file=sys.stderr)
-    # stdout of venv/pip goes to our stderr so that our stdout stays one JSON object
-    steps = {"python -m venv": [sys.executable, "-m", "venv", "--clear", str(VENV)],
-             "pip install": [str(venv_python()), "-m", "pip", "install", "--quiet", f"{PEER}=={PEER_VERSION}"]}
-    for name, cmd in steps.items():
-        if subprocess.run(cmd, stdout=sys.stderr).returncode != 0:
-            fail(f"could not install {PEER}=={PEER_VERSION} into {VENV}: {name} failed")
-    if installed_version() != PEER_VERSION:
-        fail(f"{PEER}=={PEER_VERSION} does not import from {VENV}")
 
 
 def main() -> None:
@@ -127,18 +98,17 @@ def main() -> None:
         parser.error("--repeat must be at least 1")
     if not DATA.is_file():
         fail(f"data file not found: {DATA}")
-    ensure_venv()
-
-    cfg = {"data": str(DATA), "grid": args.grid, "repeat": args.repeat, "delta": DELTA}
-    # MPLBACKEND=Agg: fit() always draws and saves a plot; never try to open a window
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    proc = subprocess.run([str(venv_python()), "-c", INNER, json.dumps(cfg)], capture_output=True, text=True,
-                          env=env)
-    sys.stderr.write(proc.stderr)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        fail(f"peer fit failed: {last}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    points = epoch_points()
+    try:
+        python = PEER_ENV.ensure()
+        with tempfile.TemporaryDirectory() as tmp:
+            runs = write_runs_csv(Path(tmp) / "epoch240.csv", *points)
+            cfg = {"runs": str(runs), "grid": args.grid, "repeat": args.repeat, "delta": DELTA}
+            # MPLBACKEND=Agg: fit() always draws and saves a plot; never try to open a window
+            env = {**os.environ, "MPLBACKEND": "Agg"}
+            res = run_json([str(python), "-c", INNER, json.dumps(cfg)], env=env).out
+    except PeerUnavailable as exc:
+        fail(f"peer fit failed: {exc}")
 
     grid_label = {"default": "peer README example grid", "small": "reduced 3^5 grid (NOT the default)",
                   "paper": "Hoffmann et al. grid (as scalefit)"}[args.grid]
@@ -147,7 +117,7 @@ def main() -> None:
         "version": PEER_VERSION,
         "seconds": res["seconds"],
         "times": res["times"],
-        "objective": res["objective"],
+        "objective": huber_log_objective(res["params"], *points),
         "params": res["params"],
         "n_starts": res["n_starts"],
         "n_points": res["n_points"],
