@@ -89,6 +89,15 @@ def correlation_lines(record: dict | None, min_correl: float = LISTED) -> list[s
     return lines
 
 
+def starts_text(diagnostics: dict) -> str:
+    """The multi-start in one line: "25 evaluated (E, A, B solved at each), 25 refined, 25 reached the best
+    objective" (the parenthesis where variable projection solved the linear coefficients)."""
+    d = diagnostics
+    solved = f" ({', '.join(d['projected'])} solved at each)" if d.get("projected") else ""
+    return (f"{d.get('n_starts')} evaluated{solved}, {d.get('n_refined')} refined, "
+            f"{d.get('n_converged_best')} reached the best objective")
+
+
 def text_report(result, min_correl: float = LISTED) -> str:
     d = result.diagnostics
     lines = [f"[[Model]]\n    {result.law.name}: {result.law.formula}"]
@@ -102,8 +111,7 @@ def text_report(result, min_correl: float = LISTED) -> str:
                                        f"delta={_num(result.settings.get('delta'), 6)})"),
                          ("RMSE (log loss)", _num(d.get("rmse_log"), 4)), ("R² (log loss)", _num(d.get("r2_log"), 5)),
                          ("AIC / BIC", f"{_num(stats['aic'], 6)} / {_num(stats['bic'], 6)} (Gaussian, log loss)"),
-                         ("starts", f"{d.get('n_starts')} evaluated, {d.get('n_refined')} refined, "
-                                    f"{d.get('n_converged_best')} reached the best objective"),
+                         ("starts", starts_text(d)),
                          ("intervals", d.get("interval", ""))):
         lines.append(f"    {label:<17} = {value}")
     prof = d.get("profile")

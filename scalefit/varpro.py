@@ -70,6 +70,24 @@ def _mm(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.sum(A[:, :, :, None] * B[:, None, :, :], axis=2)
 
 
+def _pinv(M: np.ndarray, rcond: float) -> np.ndarray:
+    """Batched pseudo-inverse that survives what extreme data make of a matrix: rows with a non-finite
+    entry, or whose SVD LAPACK cannot finish, get zeros (no step), the others their pseudo-inverse."""
+    good = np.all(np.isfinite(M), axis=(1, 2))
+    out = np.zeros(M.shape[:1] + M.shape[:0:-1])
+    if not good.any():
+        return out
+    try:
+        out[good] = np.linalg.pinv(M[good], rcond=rcond)
+    except np.linalg.LinAlgError:
+        for i in np.flatnonzero(good):
+            try:
+                out[i] = np.linalg.pinv(M[i], rcond=rcond)
+            except np.linalg.LinAlgError:
+                pass
+    return out
+
+
 def _curvature(loss, r: np.ndarray) -> np.ndarray:
     """Newton's weights for the Huber function: 1 inside its width and (almost) 0 outside. The IRLS
     weights width/|r| of :mod:`scalefit.solver` are a safe majoriser but converge only linearly: on
@@ -99,7 +117,7 @@ def _direction(J_t: np.ndarray, g: np.ndarray, weight: np.ndarray) -> np.ndarray
     H = (J_t * weight[:, None, :]) @ J_t.transpose(0, 2, 1)
     diag = np.maximum(np.diagonal(H, axis1=1, axis2=2), 1e-300)
     with np.errstate(all="ignore"):
-        step = np.linalg.solve(H + _RIDGE * diag[:, :, None] * np.eye(H.shape[1]), g[..., None])[..., 0]
+        step = _mv(_pinv(H + _RIDGE * diag[:, :, None] * np.eye(H.shape[1]), 1e-15), g)
     return -np.nan_to_num(step)
 
 
@@ -112,7 +130,7 @@ def _least_squares_start(basis, offset, logy, w, split):
         scaled_t = scaled.transpose(0, 2, 1)
         normal = (scaled_t * w[:, None, :]) @ scaled
         rhs = (scaled_t @ (w * (1.0 - offset / y))[..., None])[..., 0]
-        c = (np.linalg.pinv(normal, rcond=1e-13) @ rhs[..., None])[..., 0]
+        c = _mv(_pinv(normal, 1e-13), rhs)
     return np.clip(np.nan_to_num(c, nan=0.0), split.lo, split.hi)
 
 
@@ -219,14 +237,14 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
         # following along (the coefficients' own step is the linear prediction; projection then corrects it).
         H_ll, H_lr, H_rr = H[:, L][:, :, L], H[:, L][:, :, R], H[:, R][:, :, R]
         with np.errstate(all="ignore"):
-            X = _mm(np.linalg.pinv(H_ll, rcond=1e-13), np.concatenate([H_lr, g[:, L, None]], axis=2))
+            X = _mm(_pinv(H_ll, 1e-13), np.concatenate([H_lr, g[:, L, None]], axis=2))
             S = H_rr - _mm(H_lr.transpose(0, 2, 1), X[:, :, :-1])
             g_r = g[:, R] - _mv(H_lr.transpose(0, 2, 1), X[:, :, -1])
         diag = np.diagonal(S, axis1=1, axis2=2)
         scale = np.maximum(diag, 1e-12 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300))
         A = S + lam[idx, None, None] * scale[:, :, None] * eye
         with np.errstate(all="ignore"):
-            step_r = -_mv(np.linalg.pinv(A, rcond=1e-15), g_r)
+            step_r = -_mv(_pinv(A, 1e-15), g_r)
             step_l = -(X[:, :, -1] + _mv(X[:, :, :-1], step_r))
         u_new = ua.copy()
         u_new[:, R] += np.nan_to_num(step_r)

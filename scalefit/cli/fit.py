@@ -299,7 +299,7 @@ def print_fit(result) -> None:
         table.add_column(f"{d['profile']['level']:.0%} profile", justify="right")
     table.add_column("stderr", justify="right")
     table.add_column("note")
-    from ..fitreport import correlation_lines, profile_text
+    from ..fitreport import correlation_lines, profile_text, starts_text
 
     for name, e in result.params.items():
         interval = f"[{fmt(e.low)}, {fmt(e.high)}]" if e.low is not None and not failed else "–"
@@ -324,8 +324,7 @@ def print_fit(result) -> None:
     stats.add_row("objective", f"{result.objective:.6g} ({result.settings['loss']}, delta={result.settings['delta']:g})")
     stats.add_row("RMSE (log loss)", fmt(d["rmse_log"], 4))
     stats.add_row("R² (log loss)", fmt(d["r2_log"], 5))
-    stats.add_row("starts", f"{d['n_starts']} evaluated, {d['n_refined']} refined, "
-                             f"{d['n_converged_best']} reached the best objective")
+    stats.add_row("starts", starts_text(d))
     stats.add_row("intervals", d["interval"])
     if d.get("largest_residuals"):
         worst = d["largest_residuals"][0]
