@@ -4,7 +4,7 @@ Synthetic losses from the LR-annealing law (the authors' example parameters, 0.5
 cosine, WSD and constant schedules, logged at every step with an `lr` column. The table is generated in
 one process; loading and fitting run in a fresh one, which reports wall time and peak resident memory
 (ru_maxrss) against the size of the raw numeric columns. Writes benchmarks/results/scale.md.
-Options: --runs, --steps (defaults 500 and 20000), --bootstrap (default 0).
+Options: --runs, --steps (defaults 500 and 20000), --bootstrap (default 0), --out (default that file).
 """
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def generate(path: Path, runs: int, steps: int) -> None:
+def generate(path: Path, runs: int, steps: int, law_name: str = "lr_annealing", reference: str | None = None,
+             every: int = 1, first_step: int = 0, seed: int = 0, noise: float = 0.005) -> None:
+    """A synthetic curve table at ``path`` (parquet): ``runs`` runs of ``steps`` steps under cosine, WSD and
+    constant schedules in turn (peak LR 2e-4, 2.5 % warm-up), the LR at every step and the loss of
+    ``law_name`` at its ``reference`` parameters (its first set by default) every ``every`` steps from
+    ``first_step`` on (other rows carry the LR only; multipower needs first_step=1, where the warm-up has
+    some LR area), times log-normal noise of ``noise`` (seeded)."""
     import numpy as np
     import pandas as pd
 
@@ -29,21 +35,25 @@ def generate(path: Path, runs: int, steps: int) -> None:
     from scalefit.registry import get_law
     from scalefit.schedule import parse_schedule
 
-    law = get_law("lr_annealing")
+    law = get_law(law_name)
     lrs = {}
     for kind, extra in (("cosine", ""), ("wsd", ",cooldown=0.2"), ("constant", "")):
         lrs[kind] = parse_schedule(f"{kind}:peak=2e-4,steps={steps},warmup={steps // 40}{extra}").lr()[:steps]
     kinds = [("cosine", "wsd", "constant")[r % 3] for r in range(runs)]
+    step = np.tile(np.arange(steps), runs)
+    logged = ((step % every == 0) | (step == steps - 1)) & (step >= first_step)
     frame = pd.DataFrame({
         "run": np.repeat([f"run{r:04d}" for r in range(runs)], steps),
-        "step": np.tile(np.arange(steps), runs),
+        "step": step,
         "lr": np.concatenate([lrs[k] for k in kinds]),
-        "loss": 1.0,
+        "loss": np.where(logged, 1.0, np.nan),
     })
     data = load_curves(frame)
-    clean = law.predict(law.reference_theta()[None], law.prepare(data))[0]
-    noise = np.exp(np.random.default_rng(0).normal(0, 0.005, clean.size))
-    data.frame[["run", "step", "lr"]].assign(loss=clean * noise).to_parquet(path)
+    clean = law.predict(law.reference_theta(reference)[None], law.prepare(data))[0]
+    noisy = clean * np.exp(np.random.default_rng(seed).normal(0, noise, clean.size))
+    # Rows with a loss (sorted by run and step, as load_curves returns them) get it; the rest keep the LR only.
+    frame.loc[logged, "loss"] = noisy
+    frame.to_parquet(path)
 
 
 def measure(path: str, n_bootstrap: int) -> dict:
@@ -71,15 +81,26 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--bootstrap", type=int, default=0)
+    parser.add_argument("--out", default=str(RESULTS / "scale.md"))
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--generate", help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args()
     if args.measure:
         print(json.dumps(measure(args.measure, args.bootstrap)))
         return 0
+    if args.generate:
+        generate(Path(args.generate), args.runs, args.steps)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "curves.parquet"
         t = time.perf_counter()
-        generate(path, args.runs, args.steps)
+        # In a child too: Linux carries a process's peak RSS across exec, so a measuring child started from
+        # a parent that had generated the table in itself reported the parent's peak as its own.
+        gen = subprocess.run([sys.executable, __file__, "--generate", str(path), "--runs", str(args.runs),
+                              "--steps", str(args.steps)], capture_output=True, text=True)
+        if gen.returncode != 0:
+            print(gen.stderr, file=sys.stderr)
+            return 1
         t_gen = time.perf_counter() - t
         proc = subprocess.run([sys.executable, __file__, "--measure", str(path), "--bootstrap", str(args.bootstrap)],
                               capture_output=True, text=True)
@@ -108,8 +129,9 @@ def main() -> int:
         "",
     ]
     text = "\n".join(lines)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale.md").write_text(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
     print(text)
     return 0
 

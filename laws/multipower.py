@@ -39,8 +39,8 @@ width ``resolution`` (default 0.01: 45x fewer pairs, max error 1e-5 in loss on t
 ``curve`` (schedule prediction) is exact up to a pair budget or for a few points, blocked beyond.
 
 The pairs, their blocking and their accuracy (two-term cumulative sums where the LR is nearly 0) live
-in :mod:`scalefit.lrpairs`; memory stays bounded: pairs are built in chunks (``PAIR_BUDGET / 4`` for
-fits, ``_CURVE_CHUNK`` for ``curve``), also when one point alone has more.
+in :mod:`scalefit.lrpairs`; memory stays bounded: pairs are built in chunks (the block budget's worth,
+``lrpairs.chunk_size()``, for fits; ``_CURVE_CHUNK`` for ``curve``), also when one point alone has more.
 """
 
 from __future__ import annotations

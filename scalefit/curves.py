@@ -92,11 +92,13 @@ def _named(*labels: str) -> tuple[str, ...]:
 
 
 def _whole_steps(steps: np.ndarray, where: str, column: str, runs=None) -> np.ndarray:
-    """Step values as int64, once each is a whole number in [0, 2**53) (larger ones wrap in int64)."""
+    """Step values as int64, once each is a whole number in [0, 2**53) (larger ones wrap in int64).
+    ``runs`` (an array, or a Series read by position) names the run of a bad row; only that one row is read."""
     bad = ~np.isfinite(steps) | (steps < 0) | (steps != np.round(steps)) | (steps >= MAX_STEP)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        run = f", run {show_name(runs[i])}" if runs is not None else ""
+        name = None if runs is None else (runs.iloc[i] if hasattr(runs, "iloc") else runs[i])
+        run = f", run {show_name(name)}" if runs is not None else ""
         why = "is too large for a step count" if np.isfinite(steps[i]) and steps[i] >= MAX_STEP else \
             "is not a whole non-negative number"
         raise DataError(f"{where}: column {show_name(column)} row {i + 1}{run}: step {format_value(steps[i])} {why}")
@@ -170,11 +172,14 @@ def load_curves(
     if "loss" not in f.columns:
         raise DataError(f"{source}: missing column for 'loss'; columns are: {', '.join(map(str, frame.columns))} "
                         f"(map with columns={{'loss': 'NAME'}})", options=("columns",))
+    del frame  # the table as read: base.frame is the copy that goes on (one copy fewer at the peak)
     if "run" not in base.columns:  # one curve without a run column: name it after the file
         f["run"] = Path(source).stem if not source.startswith("<") else "curve"
-    f["step"] = _whole_steps(f["step"].to_numpy(float), source, base.columns["step"],
-                             f["run"].astype(str).to_numpy())
-    runs = list(dict.fromkeys(f["run"].astype(str)))
+    # The run column goes in as it is: one Python string per row (1M rows: 60 MB) only to name a bad row
+    # would be the load's peak.
+    run_text = f["run"].astype(str)
+    f["step"] = _whole_steps(f["step"].to_numpy(float), source, base.columns["step"], run_text)
+    runs = [str(r) for r in pd.unique(run_text)]  # in order of first appearance
     has_lr_col = "lr" in f.columns
 
     # Losses: NaN rows are LR-only when an lr column exists; non-positive losses are errors.
@@ -240,9 +245,12 @@ def load_curves(
 
     lrs: dict[str, np.ndarray] = {}
     origin: dict[str, str] = {}
-    groups = {str(k): g for k, g in f.groupby("run", sort=False)}  # once: a per-run mask is O(rows) each
+    # Grouped once (a per-run mask is O(rows) each); each run's rows are taken when its turn comes (all the
+    # groups at once were a second copy of the table).
+    grouped = f.groupby("run", sort=False)
+    keys = {str(k): k for k in grouped.groups}
     for run in runs:
-        grp = groups[run]
+        grp = grouped.get_group(keys[run])
         rsteps = grp["step"].to_numpy()
         candidates: list[tuple[str, np.ndarray]] = []
         if run in specs:
@@ -281,13 +289,21 @@ def load_curves(
 
     # Keep only rows with a loss (LR-only rows have done their job), sorted by run then step.
     keep = np.isfinite(loss) & (loss > 0)
-    f = f.loc[keep].copy()
+    if not keep.all():
+        f = f.loc[keep]
     if len(f) == 0:
         raise DataError(f"{source}: no rows with a valid loss")
     present = set(f["run"].unique())
     lost = [r for r in runs if r not in present]
     lrs = {r: v for r, v in lrs.items() if r not in lost}
-    f = f.sort_values(["run", "step"], kind="stable").reset_index(drop=True)
+    # A table already in (run, step) order skips the sort's copy: each run's rows together, runs in sorted
+    # order, steps rising within each run (checked above). Judged on run codes, not one string per row.
+    codes, names = pd.factorize(f["run"])
+    try:
+        ordered = bool(np.all(np.diff(codes) >= 0)) and list(names) == sorted(names)
+    except TypeError:  # run ids of mixed types: let the sort decide
+        ordered = False
+    f = (f if ordered else f.sort_values(["run", "step"], kind="stable")).reset_index(drop=True)
     f.attrs = dict(base.frame.attrs)
     f.attrs["lr_source"] = {r: origin[r] for r in lrs}
     return Dataset(f, source, dict(base.columns), dict(base.units), dropped, lrs)

@@ -212,6 +212,9 @@ def _warn_unit_gap(values: np.ndarray, role: str, column: str, source: str) -> N
                   UnitsWarning, stacklevel=3)
 
 
+_HASH_ROWS = 1 << 16  # rows of a text column joined at a time by Dataset.content_hash
+
+
 @dataclass
 class Dataset:
     """A validated table: canonical role columns plus provenance and units.
@@ -280,8 +283,11 @@ class Dataset:
             h.update(name.encode())
             if pd.api.types.is_numeric_dtype(col):
                 h.update(np.ascontiguousarray(col.to_numpy(dtype=float)).tobytes())
-            else:
-                h.update("\x1f".join(col.astype(str)).encode())
+            else:  # joined and hashed 64k rows at a time: the same digest, without a string per row at once
+                text = col.astype(str)
+                for start in range(0, len(text), _HASH_ROWS):
+                    chunk = "\x1f".join(text.iloc[start : start + _HASH_ROWS].tolist())
+                    h.update((("\x1f" if start else "") + chunk).encode())
         if self.lr:
             for run in sorted(self.lr):
                 h.update(run.encode())

@@ -34,7 +34,7 @@ from .errors import ConvergenceWarning, DataError, FitError
 from .law import Law
 from .limits import enforce
 from .search import multistart
-from .solver import LOSSES, Parameterization, Problem, RobustLoss
+from .solver import LOSSES, Parameterization, Problem, RobustLoss, solve_batch
 from .stats import stretch_factor
 from .varpro import solve
 
@@ -61,16 +61,23 @@ def _search_rows(law: Law, data) -> np.ndarray | None:
 
 # --------------------------------------------------------------------------- diagnosis
 def asymptotic_stderr(problem: Problem, u_hat: np.ndarray) -> np.ndarray | None:
-    """Least-squares approximation s^2 (J'WJ)^-1 in the optimiser's space, mapped to natural units."""
-    r, J = problem.residuals_and_jac(u_hat[None])
-    r, J = r[0], J[0]
-    n, q = J.shape
-    if n <= q or not np.all(np.isfinite(J)):
+    """Least-squares approximation s^2 (J'WJ)^-1 in the optimiser's space, mapped to natural units.
+    J'WJ is summed row range by row range where the whole Jacobian would not fit the block budget."""
+    n, q = problem.n, len(u_hat)
+    if n <= q:
         return None
-    w = problem.w
-    s2 = float(np.sum(w * r**2) / (n - q))
+    ssr = jwj = None
+    for rows in problem.row_parts(1, q) or [None]:
+        piece = problem if rows is None else problem.sub(rows)
+        r, J = piece.residuals_and_jac(u_hat[None])
+        r, J = r[0], J[0]
+        if not np.all(np.isfinite(J)):
+            return None
+        part = (np.sum(piece.w * r**2), (J * piece.w[:, None]).T @ J)
+        ssr, jwj = part if ssr is None else (ssr + part[0], jwj + part[1])
+    s2 = float(ssr / (n - q))
     try:
-        cov_u = s2 * np.linalg.pinv((J * w[:, None]).T @ J)
+        cov_u = s2 * np.linalg.pinv(jwj)
     except np.linalg.LinAlgError:
         return None
     se_u = np.sqrt(np.clip(np.diag(cov_u), 0, None))
@@ -354,7 +361,11 @@ def fit(
         # Refine on every row from the thinned optimum (already in the basin; a curve table's draws
         # need no more than the bootstrap's tolerance, a point table's answer gets the multi-start's);
         # scipy's dense trust-region polish would cost more than it gains here.
-        u_full, f_full, _ = solve(problem, u_hat[None], max_iter=400, ftol=1e-12 if law.kind == "point" else 1e-10,
+        # One vector on every row: where even that overflows the block budget (a 1M-row curve table), the
+        # plain solver, whose Gauss-Newton sums go row range by row range (the projection's line search
+        # holds several arrays over every row at once).
+        refine = solve if problem.row_parts(1, len(u_hat)) is None else solve_batch
+        u_full, f_full, _ = refine(problem, u_hat[None], max_iter=400, ftol=1e-12 if law.kind == "point" else 1e-10,
                                   progress=None if stage is None else (lambda d, t: stage("full-data", d, t)))
         u_hat, f_hat = u_full[0], float(f_full[0])
     t_fit = time.perf_counter() - t0

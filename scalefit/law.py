@@ -357,9 +357,13 @@ class CurveLaw(Law):
         if data.lr is None:
             raise DataError(f"{data.source}: law '{self.name}' needs each run's LR at every step (load with "
                             f"load_curves)")
-        runs = data.run_names
+        import pandas as pd
+
+        codes, names = pd.factorize(data.frame["run"].astype(str))
+        names = np.asarray(names, dtype=object)
+        runs = names[codes]  # each name one shared string (data.run_names makes one per row: 60 MB at 1M rows)
         steps = data.column("step").astype(np.int64)
-        return self.design_from_lr({r: data.lr[r] for r in dict.fromkeys(runs)}, runs, steps, data.source)
+        return self.design_from_lr({r: data.lr[r] for r in names}, runs, steps, data.source)
 
     def check_identifiable(self, data: "Dataset") -> None:
         """Raise DataError when a run has fewer loss points than the law has parameters."""

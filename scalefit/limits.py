@@ -3,6 +3,10 @@
 Each limit has a default that fits an ordinary workstation and an environment variable that raises it.
 Hitting one is an input error (exit 2) whose message names the limit, the value that hit it and how to
 raise it -- never a hang, never an out-of-memory kill.
+
+``block_bytes`` is a budget rather than a ceiling: batched work (the solver's Jacobians over a block of
+parameter vectors, a curve law's pair sums) is cut into blocks that fit it, so a fit's peak memory is its
+data plus about this much; raising it buys larger blocks, which are rarely faster.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ LIMITS: dict[str, Limit] = {
     "input_bytes": Limit("SCALEFIT_MAX_INPUT_BYTES", 8 * 2**30, "size of an input table", "bytes"),
     "fit_json_bytes": Limit("SCALEFIT_MAX_FIT_BYTES", 256 * 2**20, "size of a fit.json file", "bytes"),
     "memory_bytes": Limit("SCALEFIT_MAX_MEMORY", 4 * 2**30, "working memory for one array computation", "bytes"),
+    "block_bytes": Limit("SCALEFIT_BLOCK_MEMORY", 48 * 2**20, "working memory of one block of batched work", "bytes"),
     "jobs": Limit("SCALEFIT_MAX_JOBS", 0, "parallel worker processes"),  # 0: 4 per CPU, computed at use
 }
 

@@ -19,6 +19,7 @@ from .errors import DataError
 
 EXACT_PAIRS = 200_000  # below this, blocked sums are not worth it
 PAIR_BUDGET = 6_000_000  # pairs kept in memory by prepare(); larger designs are built chunk by chunk
+_PAIR_BYTES = 128  # working memory per pair while a chunk is built (blocked_pairs: 111 measured)
 _NEAR = 64  # change points this close before a point are always summed exactly
 
 
@@ -58,6 +59,27 @@ def _diff2(c: tuple[np.ndarray, np.ndarray], i, j) -> np.ndarray:
     return (c[0][i] - c[0][j]) + (c[1][i] - c[1][j])
 
 
+def run_rows(runs: np.ndarray) -> list[tuple[object, np.ndarray]]:
+    """(run, its row indices in ascending order) for each run, in order of first appearance. Comparing a
+    1M-row name column with each of 50 names took 1.5 s; a table sorted by run (as loaded) is cut where
+    the name changes instead, and any other order is hashed once (pandas.factorize: fast, 60 MB there)."""
+    runs = np.asarray(runs)
+    if runs.size == 0:
+        return []
+    starts = np.flatnonzero(np.concatenate([[True], runs[1:] != runs[:-1]]))
+    names = runs[starts]
+    if len(set(names.tolist())) == names.size:  # each run's rows are contiguous
+        ends = np.append(starts[1:], runs.size)
+        return [(name, np.arange(a, b)) for name, a, b in zip(names, starts, ends)]
+    import pandas as pd
+
+    codes, names = pd.factorize(runs)
+    counts = np.bincount(codes, minlength=len(names))
+    order = np.argsort(codes, kind="stable")
+    starts = np.cumsum(counts) - counts
+    return [(name, order[a : a + c]) for name, a, c in zip(names, starts, counts)]
+
+
 def change_points(eta: np.ndarray, convention: str) -> np.ndarray:
     """Steps k >= 1 whose LR differs from the previous step's (and, for the paper convention, k after
     the warm-up ramp: the ramp up to the first peak is not a loss 'drop')."""
@@ -78,8 +100,7 @@ def build_design(lrs: dict, runs: np.ndarray, steps: np.ndarray, convention: str
     n = steps.size
     logS = np.empty(n)
     per_run = {}
-    for run in dict.fromkeys(runs):
-        idx = np.flatnonzero(runs == run)
+    for run, idx in run_rows(runs):
         eta = np.asarray(lrs[run], dtype=float)
         S, S_lo = two_cumsum(eta)  # S is np.cumsum(eta); S_lo its rounding error (see _diff2)
         t = steps[idx]
@@ -148,6 +169,10 @@ def _R(rd: dict, t: np.ndarray, kk: np.ndarray) -> np.ndarray:
     S, lo = rd["S"], rd["S_lo"]
     return (S[t] - S[kk - 1]) + (lo[t] - lo[kk - 1])
 
+def _block_sum(tab: np.ndarray, top: np.ndarray, bottom: np.ndarray, row: int) -> np.ndarray:
+    """A two-term prefix sum (table rows ``row`` and ``row + 1``) over each block [bottom, top)."""
+    return (tab[row][top] - tab[row][bottom]) + (tab[row + 1][top] - tab[row + 1][bottom])
+
 def blocked_pairs(rd: dict, n: int, eps: float, sel: np.ndarray | None = None, near: int = _NEAR,
                    start: float | None = None) -> dict:
     """Like :func:`exact_pairs`, but change points at distance d > ``near`` steps before a point are merged
@@ -182,16 +207,18 @@ def blocked_pairs(rd: dict, n: int, eps: float, sel: np.ndarray | None = None, n
     hi, lo = bounds[:-1], bounds[1:]
     keep = hi > lo
     point = np.broadcast_to(np.arange(t.size)[None, :], hi.shape)[keep]  # index into sel
-    top, bottom = np.take(tab, hi[keep], axis=1), np.take(tab, lo[keep], axis=1)  # (12, pairs) each
-    del bounds, keep, hi, lo
-    w = (top[0] - bottom[0]) + (top[1] - bottom[1])  # > 0: every change point has a nonzero gap
-    g = (top[2] - bottom[2]) + (top[3] - bottom[3])
-    le = ((top[4] - bottom[4]) + (top[5] - bottom[5])) / w
-    S_last = top[8]  # S(k_last - 1), k_last the block's last change point
-    offset = S_last - ((top[6] - bottom[6]) + (top[7] - bottom[7])) / w  # mean of S(k_last - 1) - S(k - 1)
-    span = np.maximum((S_last - bottom[10]) + (top[9] - bottom[11]), 0.0)  # the block's LR area
-    R = ((rd["S"][t][point] - S_last) + (rd["S_lo"][t][point] - top[9])) + np.clip(offset, 0.0, span)
-    del top, bottom, offset, span
+    top, bottom = hi[keep], lo[keep]  # each block's table columns; rows are gathered one at a time (all
+    del bounds, keep, hi, lo          # 12 at once were 190 bytes a pair, the chunk's peak)
+    w = _block_sum(tab, top, bottom, 0)  # > 0: every change point has a nonzero gap
+    g = _block_sum(tab, top, bottom, 2)
+    le = _block_sum(tab, top, bottom, 4) / w
+    S_last = tab[8][top]  # S(k_last - 1), k_last the block's last change point
+    offset = S_last - _block_sum(tab, top, bottom, 6) / w  # mean of S(k_last - 1) - S(k - 1)
+    last_lo = tab[9][top]
+    span = np.maximum((S_last - tab[10][bottom]) + (last_lo - tab[11][bottom]), 0.0)  # the block's LR area
+    del top, bottom
+    R = ((rd["S"][t][point] - S_last) + (rd["S_lo"][t][point] - last_lo)) + np.clip(offset, 0.0, span)
+    del S_last, last_lo, offset, span
     with np.errstate(divide="ignore"):
         logR = np.log(R)
     M = sparse.csr_matrix((g, (rd["idx"][sel][point], np.arange(g.size))), shape=(n, g.size))
@@ -214,6 +241,14 @@ def exact_pairs(rd: dict, n: int, p0: int = 0, p1: int | None = None) -> dict:
     M = sparse.csr_matrix((rd["gap"][j], (rd["idx"][point], np.arange(p.size))), shape=(n, p.size))
     return {"logR": logR, "logeta": rd["logeta"][j], "M": M}
 
+def chunk_size() -> int:
+    """Pairs built at a time for a design too large to keep: as many as fit the block budget
+    (``limits.limit("block_bytes")``, SCALEFIT_BLOCK_MEMORY)."""
+    from .limits import limit
+
+    return max(4096, limit("block_bytes") // _PAIR_BYTES)
+
+
 def pair_chunks(design: dict, progress=None):
     """The design's pair chunks; ``progress(done, total)`` after each (in points, or pairs when exact)."""
     report = progress or (lambda done, total: None)
@@ -224,7 +259,7 @@ def pair_chunks(design: dict, progress=None):
         return
     n = design["n"]
     eps, start = design.get("resolution"), design.get("start")
-    size = design.get("chunk_pairs", PAIR_BUDGET // 4)
+    size = design.get("chunk_pairs") or chunk_size()
     runs = list(design["runs"].values())
     total = sum(int(rd["t"].size if eps else rd["counts"].sum()) for rd in runs)
     done = 0
