@@ -225,6 +225,13 @@ def main() -> int:
         return 0
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [60, 250, 1000, 2000] + ([] if args.quick else [10000])
     reps = dict(small=2, mid=1, big=1, huge=1) if args.quick else dict(small=5, mid=3, big=2, huge=1)
+    # The peers run from installed packages, compiled to bytecode at install; an editable scalefit under
+    # PYTHONDONTWRITEBYTECODE would compile every module on every run (0.2 s here): compile it once too.
+    import compileall
+
+    root = Path(__file__).resolve().parents[1]
+    compileall.compile_dir(str(root / "scalefit"), quiet=1)
+    compileall.compile_dir(str(root / "laws"), quiet=1)
     tools = make_tools(args)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:

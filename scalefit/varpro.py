@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from .solver import Parameterization, Problem, solve_batch
+from .solver import Parameterization, Problem, gauss_newton, solve_batch
 
 _INNER_ITER = 25  # steps on the coefficients per projection (2-4 are typical; fewer cut how many starts
 # reach the best optimum: 4 of Epoch's 25 with 8 steps, against 24)
@@ -232,14 +232,7 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
         if on_iter is not None:
             on_iter(it)
         ua, wa, pa = u[idx], w_all[idx], problem.rows(idx)
-        r, J = pa.residuals_and_jac(ua)
-        bad = ~np.all(np.isfinite(r), axis=1) | ~np.all(np.isfinite(J), axis=(1, 2))
-        if bad.any():
-            r = np.where(np.isfinite(r), r, 0.0)
-            J = np.where(np.isfinite(J), J, 0.0)
-        Jt = J.transpose(0, 2, 1)
-        g = (Jt @ (wa * loss.psi(r))[..., None])[..., 0]
-        H = (Jt * (wa * _curvature(loss, r))[:, None, :]) @ J
+        g, H, bad = gauss_newton(pa, ua, wa, partial(_curvature, loss))
         # Schur complement onto the other parameters: their Gauss-Newton step with the coefficients
         # following along (the coefficients' own step is the linear prediction; projection then corrects it).
         H_ll, H_lr, H_rr = H[:, L][:, :, L], H[:, L][:, :, R], H[:, R][:, :, R]
