@@ -368,6 +368,52 @@ def gauss_newton(problem: Problem, u: np.ndarray, w: np.ndarray, curvature: Call
     return g, H, bad
 
 
+def damped(H: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """H + lam diag(H) for a batch of Gauss-Newton matrices (Marquardt's scaling; a diagonal entry far
+    below the largest is lifted so that a flat direction cannot make the matrix singular)."""
+    diag = np.diagonal(H, axis1=1, axis2=2)
+    scale = np.maximum(diag, 1e-12 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300))
+    return H + lam[:, None, None] * scale[:, :, None] * np.eye(H.shape[1])
+
+
+def lm_loop(problem: Problem, u: np.ndarray, f: np.ndarray, w_all: np.ndarray, propose: Callable, *,
+            max_iter: int, ftol: float, on_iter: Callable[[int], None] | None = None):
+    """The Levenberg-Marquardt bookkeeping both block solvers share: per row, a damping ``lam``, a step
+    accepted only when the objective falls, done on a negligible gain or once no step helps.
+
+    ``propose(problem_rows, u_rows, w_rows, lam_rows)`` -> (u_new, f_new, bad, promised): the trial
+    points, their objective, rows whose residuals or Jacobian were not finite, and the decrease the
+    step's quadratic model promised (None: a rejected step says nothing; the row then runs until the
+    damping blows up). ``u`` and ``f`` are updated in place; returns (u, f, converged)."""
+    k = len(u)
+    lam = np.full(k, 1e-3)
+    converged = np.zeros(k, dtype=bool)
+    active = np.isfinite(f)
+    for it in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        if on_iter is not None:
+            on_iter(it)
+        u_new, f_new, bad, promised = propose(problem.rows(idx), u[idx], w_all[idx], lam[idx])
+        f_old = f[idx]
+        better = (f_new < f_old) & ~bad
+        tol = ftol * np.maximum(f_old, 1e-300)
+        if promised is None:
+            small = better & ((f_old - f_new) <= tol)
+        else:  # at the optimum a rejected step's promise is the test (waiting for lam to blow up costs ~15 steps)
+            small = (f_old - np.where(better, f_new, f_old - promised)) <= tol
+        u[idx[better]] = u_new[better]
+        f[idx[better]] = f_new[better]
+        lam[idx] = np.where(better, np.maximum(lam[idx] * 0.3, 1e-12), lam[idx] * 10.0)
+        # Done: a negligible improvement, or no step of any size improves (a minimum at working precision).
+        stalled = lam[idx] > 1e10
+        done = small | stalled | bad
+        converged[idx[done & ~bad]] = True
+        active[idx[done]] = False
+    return u, f, converged
+
+
 def _solve_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = None, *,
                  max_iter: int = 200, ftol: float = 1e-12,
                  on_iter: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -379,42 +425,20 @@ def _solve_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = 
     """
     loss = problem.loss
     u = problem.param.clip(np.array(u0, dtype=float, copy=True))
-    k, q = u.shape
-    w_all = np.broadcast_to(problem.w if weights is None else weights, (k, problem.n))
-    f = problem.objective(u, w_all)
-    lam = np.full(k, 1e-3)
-    converged = np.zeros(k, dtype=bool)
-    active = np.isfinite(f)
-    eye = np.eye(q)
-    for it in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        if on_iter is not None:
-            on_iter(it)
-        ua, wa, pa = u[idx], w_all[idx], problem.rows(idx)
+    w_all = np.broadcast_to(problem.w if weights is None else weights, (len(u), problem.n))
+
+    def propose(pa, ua, wa, lam):
         g, H, bad = gauss_newton(pa, ua, wa, loss.irls_weight)
-        diag = np.diagonal(H, axis1=1, axis2=2)
-        scale = np.maximum(diag, 1e-12 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300))
-        A = H + lam[idx, None, None] * scale[:, :, None] * eye
+        A = damped(H, lam)
         try:
             step = -np.linalg.solve(A, g[..., None])[..., 0]
         except np.linalg.LinAlgError:
             step = -np.stack([np.linalg.lstsq(a, b, rcond=None)[0] for a, b in zip(A, g)])
         u_new = problem.param.clip(ua + step)
-        f_new = pa.objective(u_new, wa)
-        f_old = f[idx]
-        better = (f_new < f_old) & ~bad
-        small = better & ((f_old - f_new) <= ftol * np.maximum(f_old, 1e-300))
-        u[idx[better]] = u_new[better]
-        f[idx[better]] = f_new[better]
-        lam[idx] = np.where(better, np.maximum(lam[idx] * 0.3, 1e-12), lam[idx] * 10.0)
-        # Done: a negligible improvement, or no step of any size improves (a minimum at working precision).
-        stalled = lam[idx] > 1e10
-        done = small | stalled | bad
-        converged[idx[done & ~bad]] = True
-        active[idx[done]] = False
-    return u, f, converged
+        return u_new, pa.objective(u_new, wa), bad, None
+
+    return lm_loop(problem, u, problem.objective(u, w_all), w_all, propose, max_iter=max_iter, ftol=ftol,
+                   on_iter=on_iter)
 
 
 POLISH_NFEV = 2000  # most residual evaluations one polish may spend

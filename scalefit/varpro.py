@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from .solver import Parameterization, Problem, gauss_newton, solve_batch
+from .solver import Parameterization, Problem, damped, gauss_newton, lm_loop, solve_batch
 
 _INNER_ITER = 25  # steps on the coefficients per projection (2-4 are typical; fewer cut how many starts
 # reach the best optimum: 4 of Epoch's 25 with 8 steps, against 24)
@@ -217,22 +217,13 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
     contract as :func:`scalefit.solver._solve_block` (rows are independent; monotone descent; bounds)."""
     loss = problem.loss
     u = problem.param.clip(np.array(u0, dtype=float, copy=True))
-    k, q = u.shape
-    w_all = np.broadcast_to(problem.w if weights is None else weights, (k, problem.n))
+    w_all = np.broadcast_to(problem.w if weights is None else weights, (len(u), problem.n))
     u, f = project(problem, split, u, w_all)
-    lam = np.full(k, 1e-3)
-    converged = np.zeros(k, dtype=bool)
-    active = np.isfinite(f)
     L, R = np.array(split.lin), np.array(split.rest)
-    eye = np.eye(len(R))
-    for it in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        if on_iter is not None:
-            on_iter(it)
-        ua, wa, pa = u[idx], w_all[idx], problem.rows(idx)
-        g, H, bad = gauss_newton(pa, ua, wa, partial(_curvature, loss))
+    curvature = partial(_curvature, loss)
+
+    def propose(pa, ua, wa, lam):
+        g, H, bad = gauss_newton(pa, ua, wa, curvature)
         # Schur complement onto the other parameters: their Gauss-Newton step with the coefficients
         # following along (the coefficients' own step is the linear prediction; projection then corrects it).
         H_ll, H_lr, H_rr = H[:, L][:, :, L], H[:, L][:, :, R], H[:, R][:, :, R]
@@ -240,11 +231,7 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
             X = _mm(_pinv(H_ll, 1e-13), np.concatenate([H_lr, g[:, L, None]], axis=2))
             S = H_rr - _mm(H_lr.transpose(0, 2, 1), X[:, :, :-1])
             g_r = g[:, R] - _mv(H_lr.transpose(0, 2, 1), X[:, :, -1])
-        diag = np.diagonal(S, axis1=1, axis2=2)
-        scale = np.maximum(diag, 1e-12 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300))
-        A = S + lam[idx, None, None] * scale[:, :, None] * eye
-        with np.errstate(all="ignore"):
-            step_r = -_mv(_pinv(A, 1e-15), g_r)
+            step_r = -_mv(_pinv(damped(S, lam), 1e-15), g_r)
             step_l = -(X[:, :, -1] + _mv(X[:, :, :-1], step_r))
         u_new = ua.copy()
         u_new[:, R] += np.nan_to_num(step_r)
@@ -253,17 +240,10 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
         # The coefficients a tenth as tight as the outer steps: IRLS's linear tail (few residuals inside
         # the Huber width) would otherwise spend 25 inner steps per projection on small tables.
         u_new, f_new = project(pa, split, problem.param.clip(u_new), wa, also=c_old, ftol=max(_INNER_FTOL, 0.1 * ftol))
-        f_old = f[idx]
-        better = (f_new < f_old) & ~bad
         promised = -np.sum(step_r * (g_r + 0.5 * _mv(S, step_r)), axis=1)
-        small = (f_old - np.where(better, f_new, f_old - promised)) <= ftol * np.maximum(f_old, 1e-300)
-        u[idx[better]] = u_new[better]
-        f[idx[better]] = f_new[better]
-        lam[idx] = np.where(better, np.maximum(lam[idx] * 0.3, 1e-12), lam[idx] * 10.0)
-        stalled = lam[idx] > 1e10
-        done = small | stalled | bad
-        converged[idx[done & ~bad]] = True
-        active[idx[done]] = False
+        return u_new, f_new, bad, promised
+
+    u, f, converged = lm_loop(problem, u, f, w_all, propose, max_iter=max_iter, ftol=ftol, on_iter=on_iter)
     # The objective exactly as everyone else computes it (the projection's agrees to rounding).
     f = np.where(np.isfinite(f), problem.objective(u, w_all), np.inf)
     return u, f, converged
