@@ -81,6 +81,63 @@ def _phi(w: np.ndarray) -> np.ndarray:
     return np.where(small, -0.5 + w / 3.0 - w * w / 8.0, direct) if small.any() else direct
 
 
+def _vectors_needing(ch: dict, need: np.ndarray) -> np.ndarray:
+    """Indices of the vectors whose ``need`` (k, n) includes a row that the chunk's pairs sum into."""
+    if "rows" not in ch:  # computed once per chunk kept in the design
+        ch["rows"] = np.flatnonzero(np.diff(ch["M"].indptr))
+    return np.flatnonzero(need[:, ch["rows"]].any(axis=1))
+
+
+def _pair_sums(ch: dict, logC, beta, gamma, with_jac: bool) -> list:
+    """The chunk's sums over pairs for a block of vectors (parameters as (1, b) rows), each (b, n): the
+    numerators of D C and, with the Jacobian, of the derivatives' (see :meth:`MultiPower._loss_drop`).
+
+    Three transcendental passes serve them all: u = exp(log(C x0)), l = log1p(u), e = expm1(-beta l);
+    then (1+u)^-beta = 1 + e, x0 (1+u)^-beta / (1+u) = u (1 + e) / ((1 + u) C), r = -e / w and
+    phi = (w (1 + e) + e) / w^2 (series where w is small: the direct forms cancel there)."""
+    M, logeta = ch["M"], ch["logeta"][:, None]
+    u = ch["logR"][:, None] - logeta * gamma  # log x0
+    np.clip(u, -745.0, _Z_MAX, out=u)
+    u += logC  # log u
+    np.clip(u, -745.0, _Z_MAX, out=u)
+    np.exp(u, out=u)
+    lg = np.log1p(u)
+    w = lg * beta
+    e = np.negative(w)
+    np.expm1(e, out=e)  # (1 + u)^-beta - 1
+    small = w.min() < 1e-3  # r and phi take their series somewhere in this block
+    F = np.divide(e, w) if not small else np.divide(e, np.where(w < 1e-6, 1.0, w))
+    np.negative(F, out=F)  # r(w)
+    if small:
+        F = np.where(w < 1e-6, 1.0 - 0.5 * w, F)
+    F *= lg  # (1 - (1+u)^-beta) / beta
+    sums = [(M @ F).T]
+    if not with_jac:
+        return sums
+    del F
+    E = e + 1.0  # (1 + u)^-beta
+    phi = np.multiply(w, E)
+    phi += e  # w e^-w + e^-w - 1
+    if small:
+        safe = np.where(w < 1e-3, 1.0, w)
+        phi /= safe * safe
+        phi = np.where(w < 1e-3, -0.5 + w / 3.0 - w * w / 8.0, phi)
+    else:
+        w *= w
+        phi /= w
+    del e, w
+    q = u + 1.0
+    np.divide(u, q, out=q)
+    q *= E  # C x0 (1+u)^-beta / (1+u)
+    sums.append((M @ q).T)
+    q *= logeta
+    sums.append((M @ q).T)
+    lg *= lg
+    lg *= phi
+    sums.append((M @ lg).T)
+    return sums
+
+
 class MultiPower(CurveLaw):
     name = "multipower"
     formula = ("L = L0 + A (S1+S_W)^-alpha - Bslope sum_k (eta_{k-1}-eta_k) [1 - (C eta_k^-gamma S_k(t) + 1)^-beta]"
@@ -147,13 +204,17 @@ class MultiPower(CurveLaw):
                             chunk_pairs=chunk_pairs)
 
     # ------------------------------------------------------------------ the law
-    def _loss_drop(self, theta, design, with_jac: bool, progress=None):
+    def _loss_drop(self, theta, design, with_jac: bool, progress=None, need=None):
         """Bslope-free sums over pairs: D = sum gap*H, and (if asked) d/dC, d/dbeta, d/dgamma of it.
 
         With x0 = eta_k^-gamma S_k(t), u = C x0, l = log(1 + u): H = (1 - (1 + u)^-beta) / (beta C)
         = l r(beta l) / C, r(w) = (1 - e^-w) / w, so beta = 0 is the logarithm l / C and C -> 0 the line x0.
         dH/dlogC = x0 (1+u)^-beta / (1+u) - H,  dH/dbeta = l^2 phi(beta l) / C,
-        phi(w) = (w e^-w + e^-w - 1) / w^2,  dH/dgamma = -log eta_k x0 (1+u)^-beta / (1+u)."""
+        phi(w) = (w e^-w + e^-w - 1) / w^2,  dH/dgamma = -log eta_k x0 (1+u)^-beta / (1+u).
+
+        ``need`` (k, n) booleans, optional: the rows each vector needs; a chunk of pairs is summed only for
+        the vectors that need one of its rows (a run left out of a bootstrap draw costs nothing there;
+        the sums of rows not needed are then incomplete)."""
         p = self.unpack(theta)
         k = theta.shape[0]
         n = design["n"]
@@ -167,31 +228,16 @@ class MultiPower(CurveLaw):
             P = ch["logR"].size
             if P == 0:
                 continue
-            M, logeta, logR = ch["M"], ch["logeta"][:, None], ch["logR"][:, None]
+            vecs = np.arange(k) if need is None else _vectors_needing(ch, need)
             step = max(1, _BLOCK_ELEMS // P)
-            for a in range(0, k, step):
-                b = min(k, a + step)
-                z0 = logR - logeta * gamma[:, a:b]  # log x0
-                np.clip(z0, -745.0, _Z_MAX, out=z0)
-                lx = z0 + logC[:, a:b]  # log u, then l = log(1 + u) in place
-                np.clip(lx, -745.0, _Z_MAX, out=lx)
-                np.exp(lx, out=lx)
-                np.log1p(lx, out=lx)
-                w = lx * beta[:, a:b]
-                F = _ratio(w)
-                F *= lx  # (1 - (1+u)^-beta) / beta
-                MF = (M @ F).T
-                D[a:b] += MF * invC[a:b]
+            for a in range(0, vecs.size, step):
+                sel = slice(a, a + step) if need is None else vecs[a : a + step]
+                sums = _pair_sums(ch, logC[:, sel], beta[:, sel], gamma[:, sel], with_jac)
+                D[sel] += sums[0] * invC[sel]
                 if with_jac:
-                    z0 -= lx
-                    z0 -= w
-                    q = np.exp(z0, out=z0)  # x0 (1+u)^-beta / (1+u)
-                    dC[a:b] += (M @ q).T - MF * invC[a:b]
-                    q *= logeta
-                    dgamma[a:b] -= (M @ q).T
-                    lx *= lx
-                    lx *= _phi(w)
-                    dbeta[a:b] += (M @ lx).T * invC[a:b]
+                    dC[sel] += (sums[1] - sums[0]) * invC[sel]
+                    dgamma[sel] -= sums[2] * invC[sel]
+                    dbeta[sel] += sums[3] * invC[sel]
         if with_jac:
             dC /= p["C"]
         return D, dC, dbeta, dgamma
@@ -300,9 +346,11 @@ class MultiPower(CurveLaw):
         of pairs (_CURVE_CHUNK pairs, and _BLOCK_ELEMS pair terms at a time)."""
         return int(160 * n_steps + 8 * n_points * (6 + 4 * n_theta) + 400 * _CURVE_CHUNK + 48 * _BLOCK_ELEMS)
 
-    def _final_terms(self, theta, eta, warmup):
+    def _final_terms(self, theta, eta, warmup, grad: bool = True):
         """The pieces of L(T) shared by :meth:`final_loss` and :meth:`final_loss_grad` (one code path, so
-        the two give the same loss to the bit)."""
+        the two give the same loss to the bit). Only steps where the LR changes (gap != 0) add to the loss,
+        so without ``grad`` the transcendental work is done there alone: a WSD schedule's stable phase is
+        skipped, which makes a WSD grid search several times cheaper."""
         th = np.asarray(theta, dtype=float).ravel()
         L0, A, alpha, Bs, C, beta, gamma = th
         eta = np.asarray(eta, dtype=float)
@@ -313,17 +361,20 @@ class MultiPower(CurveLaw):
         gap[1:] = np.diff(eta)
         top = (warmup - 1 if warmup else int(np.argmax(eta))) if self.convention == "paper" else -1
         gap[: top + 1] = 0.0
-        safe = np.maximum(eta, 1e-300)
+        at = slice(None) if grad else np.flatnonzero(gap)
+        safe = np.maximum(eta[at], 1e-300)
         with np.errstate(divide="ignore"):
-            z0 = np.clip(-gamma * np.log(safe) + np.log(np.maximum(R, 0.0)), -745.0, _Z_MAX)  # log x0
+            z0 = np.clip(-gamma * np.log(safe) + np.log(np.maximum(R[at], 0.0)), -745.0, _Z_MAX)  # log x0
         lg = np.log1p(np.exp(np.clip(np.log(C) + z0, -745.0, _Z_MAX)))  # log(1 + C x0)
         H = lg * _ratio(beta * lg) / C  # (1 - (1 + C x0)^-beta) / (C beta)
-        loss = L0 + A * S ** (-alpha) + Bs * float((gap * H).sum())  # no BLAS: threads cost more than they save here
+        nz = np.flatnonzero(gap[at]) if grad else slice(None)
+        # summed over the change points alone in both paths, so that the two agree to the bit
+        loss = L0 + A * S ** (-alpha) + Bs * float((gap[at][nz] * H[nz]).sum())  # no BLAS: threads cost more here
         return float(loss), dict(th=th, S=S, gap=gap, top=top, safe=safe, z0=z0, lg=lg, H=H)
 
     def final_loss(self, theta, eta, warmup: int | None = None) -> float:
         """Predicted loss at the last step of ``eta`` (as :meth:`final_loss_grad`, without the gradient)."""
-        return self._final_terms(theta, eta, warmup)[0]
+        return self._final_terms(theta, eta, warmup, grad=False)[0]
 
     def final_loss_grad(self, theta, eta, warmup: int | None = None):
         """Predicted loss at the last step T of ``eta`` and its gradient d L(T) / d eta_j (all j), O(T).
