@@ -27,8 +27,9 @@ calibration:  ## interval coverage: simulation (point and curve laws) and held-o
 	$(PYTHON) benchmarks/curve_coverage.py
 	$(PYTHON) benchmarks/isoflop_coverage.py
 
-study:  ## multipower: fitted optimum vs the official recipe on the MPL split; writes benchmarks/results/mpl_split_study.md
+study:  ## multipower on the MPL split: fitted optimum vs the official recipe, joint fit across sizes; writes benchmarks/results/
 	$(PYTHON) benchmarks/mpl_split_study.py
+	$(PYTHON) benchmarks/joint_fit_study.py
 
 costclaim:  ## the memory-copy claim on measured CPU step times; writes benchmarks/results/cost_claim.md
 	$(PYTHON) benchmarks/cost_claim.py
