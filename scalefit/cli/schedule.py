@@ -72,7 +72,7 @@ class _Progress:
 def _one_blas_thread() -> None:
     """One BLAS thread for this process, unless the user set a number (call it before numpy is imported).
 
-    The schedule optimiser's L-BFGS-B works on a few hundred knots: its BLAS calls are too small to gain
+    The schedule optimiser works on a few hundred knots: its BLAS calls are too small to gain
     from threads, whose spinning costs more than the work. On a busy 2-core machine the whole command took
     half the wall time and 40 % less CPU on one thread; the fastest runs were alike
     (benchmarks/results/startup.md)."""

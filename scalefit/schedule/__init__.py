@@ -11,7 +11,7 @@
   ``scalefit schedule predict|compare|optimize``).
 
 Every public name is re-exported here (``from scalefit.schedule import parse_schedule``). The package
-imports only errors, limits, units and ``_io`` (numpy at import time, scipy when optimising):
+imports only errors, limits, units and ``_io`` (numpy at import time, never scipy):
 ``scalefit.curves`` reads schedule specs through it, and the fit, the registry and the result all reach
 curves, so the caller loads fits and laws and hands them to :func:`curve_params`.
 """

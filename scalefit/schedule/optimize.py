@@ -11,7 +11,7 @@ for the three schedules). :func:`optimize_for` does the same for a
 
 Resources: the optimiser holds O(steps) arrays; :func:`optimize_bytes` is checked against the
 ``memory_bytes`` limit first. One :class:`Budget` (``time_limit`` seconds) covers all of the work: the
-WSD and cosine searches, L-BFGS-B and the intervals; whatever is cut short keeps its best candidate and
+WSD and cosine searches, the free-form optimiser and the intervals; whatever is cut short keeps its best candidate and
 says so in ``message``.
 """
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import DataError, option_error
 from ..law import CurveLaw
+from .descent import minimize_box, minimize_interval
 from .evaluate import _interval, horizon_warnings
 from .spec import Schedule, check_memory
 
@@ -185,8 +186,6 @@ def search_wsd(law, theta, *, peak, steps, warmup=0, warmup_start=0.0, floor=0.0
     WSD lands within ~1e-3 of the free-form optimum (Luo et al. 2025; reference Sec. 2.6). The grid runs
     the likeliest cooldown fractions first, so a search cut short by ``budget`` keeps a good candidate.
     """
-    from scipy.optimize import minimize_scalar
-
     budget = budget or Budget()
     loss = _loss_only(law, theta, warmup)
     shapes = shapes or ("linear", "sqrt", "cosine", "square", "mirror_cosine")
@@ -223,9 +222,7 @@ def search_wsd(law, theta, *, peak, steps, warmup=0, warmup_start=0.0, floor=0.0
     best_box = [best]
     c0 = s0.options["cooldown"]
     try:
-        res = minimize_scalar(scored, bounds=(max(1, 0.6 * c0), min(post, 1.5 * c0)),
-                              method="bounded", options={"xatol": max(1.0, 0.002 * post)})
-        scored(res.x)
+        minimize_interval(scored, max(1, 0.6 * c0), min(post, 1.5 * c0), xtol=max(1.0, 0.002 * post))
     except _TimeUp:
         budget.stop("WSD refinement", 0, 1)
     best = best_box[0]
@@ -243,7 +240,7 @@ def optimize_schedule(law, theta, *, peak: float, steps: int, warmup: int = 0, w
     Parametrisation: the LR is piecewise linear between a few hundred knots (dense near the end), with
     knot values floor + (peak - floor) exp(c_j), c_j = sum_{i<=j} v_i, v_i <= 0 and c_0 = 0 at the first
     post-warm-up step. Every iterate is therefore monotone, >= floor and starts at the peak; the box
-    constraint on v suits L-BFGS-B; the law's O(T) analytic gradient dL/deta maps to knots through the
+    constraint on v suits a projected quasi-Newton method (:func:`~scalefit.schedule.descent.minimize_box`); the law's O(T) analytic gradient dL/deta maps to knots through the
     interpolation weights and to v by a reverse cumulative sum. The search starts from the best WSD of
     :func:`search_wsd` (the landscape is flat, so a good start matters more than iterations) and keeps
     the best iterate. The official optimiser (Adam on per-step decrements, 10,000 iterations) is replaced
@@ -296,9 +293,7 @@ def optimize_for(params: "CurveParams", **options) -> OptimizedSchedule:
 
 def _free_form(law, theta, wsd_start, cos_best, budget: Budget, *, peak, steps, warmup, warmup_start, floor,
                max_iter, n_knots) -> OptimizedSchedule:
-    """L-BFGS-B over the knot decrements, from the best WSD (see :func:`optimize_schedule`)."""
-    from scipy.optimize import minimize
-
+    """Projected L-BFGS over the knot decrements, from the best WSD (see :func:`optimize_schedule`)."""
     wsd, wsd_loss = wsd_start
     head = _base("constant", peak, steps, warmup, warmup_start).lr()[:warmup]
     span = peak - floor
@@ -306,7 +301,7 @@ def _free_form(law, theta, wsd_start, cos_best, budget: Budget, *, peak, steps, 
     v_lo = -30.0  # bounds exp() away from underflow; never binding in practice
     # Knots: the LR is piecewise linear between them, dense near the end where the cooldown lives
     # (distance to the last step spaced geometrically); a few hundred knots resolve the optimum's shape
-    # while keeping L-BFGS-B cheap. The law's gradient maps to knots through the interpolation weights.
+    # while keeping the optimiser cheap. The law's gradient maps to knots through the interpolation weights.
     post = steps - warmup
     dist = np.unique(np.round(np.geomspace(1, post - 1, n_knots)).astype(np.int64))
     knots = np.unique(np.concatenate([[0], (post - 1) - dist[::-1], [post - 1]]))
@@ -349,9 +344,9 @@ def _free_form(law, theta, wsd_start, cos_best, budget: Budget, *, peak, steps, 
         best["v"] = v0
     else:
         try:
-            res = minimize(fg, v0, jac=True, method="L-BFGS-B", bounds=[(v_lo, 0.0)] * v0.size,
-                           options={"maxiter": max_iter, "maxcor": 20, "ftol": 1e-15, "gtol": 1e-12})
-            nit, message, success = int(res.nit), str(res.message), bool(res.success) or res.status == 1
+            res = minimize_box(fg, v0, v_lo, 0.0, max_iter=max_iter)
+            nit, message = res.iterations, res.message
+            success = res.converged or res.iterations == max_iter  # the limit is the design, not a failure
         except _TimeUp:
             budget.stop("free-form optimiser", calls[0], max_iter)
     if budget.stopped:
