@@ -186,8 +186,10 @@ class Schedule:
         elif k == "wsd":
             low = self._floor()
             D = T - self._steps_of(float(self.options.get("cooldown", 0.2)))
-            u = np.clip((t - D) / max(T - D, 1), 0.0, 1.0)
-            eta = np.where(t < D, peak, cooldown_shape(u, str(self.options.get("shape", "linear")), peak, low))
+            start = min(max(D, 0), T)  # the cool-down alone is computed: a WSD grid search builds hundreds
+            u = np.clip((t[start:] - D) / max(T - D, 1), 0.0, 1.0)
+            eta = np.full(T, peak)
+            eta[start:] = cooldown_shape(u, str(self.options.get("shape", "linear")), peak, low)
         elif k == "two_stage":
             eta = np.where(t < float(self.options["switch"]), peak, float(self.options["low"]))
         elif k == "multistep":
