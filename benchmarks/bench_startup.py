@@ -147,7 +147,7 @@ def main() -> int:
                        (threaded_key, f"{threads} BLAS threads (OpenBLAS's default)")):
         inside = optimiser_seconds(cached[key]["outs"])
         if inside is not None:
-            notes.append(f"- `schedule optimize`, {label}: the search itself (WSD grid, cosine, L-BFGS-B) reports "
+            notes.append(f"- `schedule optimize`, {label}: the search itself (WSD grid, cosine, free-form optimiser) reports "
                          f"{inside:.2f} s (median); the rest of the command (interpreter, imports, law, output) is "
                          f"about {cached[key]['wall'] - inside:.2f} s of its median wall time.")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
