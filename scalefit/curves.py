@@ -14,11 +14,11 @@ When two sources are given, they must agree (relative 1e-6) wherever both have a
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-import pandas as pd
 
 from .data import PLAUSIBLE, Dataset, format_value, from_frame, load_runs
 from .errors import DataError, option_error
@@ -119,6 +119,8 @@ def _agree(a: np.ndarray, b: np.ndarray, steps: np.ndarray, what_a: str, what_b:
 
 
 def read_lr_table(lr_table, runs: list[str]) -> dict[str, np.ndarray]:
+    import pandas as pd
+
     source = str(lr_table) if not isinstance(lr_table, pd.DataFrame) else "<lr table>"
     frame = lr_table if isinstance(lr_table, pd.DataFrame) else read_table(lr_table, what="LR table")
     ds = from_frame(frame, source=source, required=["step"])  # lr values are checked below, by step
@@ -155,6 +157,8 @@ def load_curves(
     ``columns`` maps roles to column names (``{"loss": "val/loss"}``), ``schedules`` maps run names
     (or ``"*"``) to schedule specs. Errors are one-line DataErrors naming the file, run and step.
     """
+    import pandas as pd
+
     if isinstance(path_or_frame, pd.DataFrame):
         frame = path_or_frame
         source = source or "<frame>"
@@ -312,6 +316,8 @@ def load_curves(
 def example_curves(specs: Mapping[str, str], every: int = 50, start: int | None = None, source: str = "<example>") -> Dataset:
     """A small curve Dataset (loss = 1 placeholders) logged every ``every`` steps of each named schedule:
     typical inputs for the law conformance suite and docs."""
+    import pandas as pd
+
     from .schedule import parse_schedule
 
     rows = []
@@ -336,6 +342,7 @@ def load_for(law, path_or_frame, *, columns: Mapping[str, str] | None = None, lr
                         "(e.g. multipower)", options=("lr_table", "schedules"))
     options = dict(columns=columns, required=[*law.inputs, law.target], loss_unit=loss_unit,
                    params_convention=params_convention, drop_invalid=drop_invalid)
-    if isinstance(path_or_frame, pd.DataFrame):
+    pd = sys.modules.get("pandas")  # not imported: not a DataFrame (a point fit of a CSV file never imports it)
+    if pd is not None and isinstance(path_or_frame, pd.DataFrame):
         return from_frame(path_or_frame, source=source or "<memory>", **options)
     return load_runs(path_or_frame, **options)

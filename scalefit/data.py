@@ -4,24 +4,31 @@ A *role* is what a column means to a law (``params``, ``tokens``, ``flops``, ``l
 ``weight``, ``step``, ``lr``, or any name a law declares, e.g. ``params_avg``). Columns are matched to
 roles by an explicit mapping (``columns={"params": "Model Size"}``), then by exact name, then by alias;
 an IsoFLOP ``budget`` column is the compute only when no other column names it.
+
+A table comes in as a pandas DataFrame or, from :func:`load_runs` on a small CSV/TSV file, as a
+:class:`~scalefit.csvtable.TextTable` read without pandas; both are validated by the same code into a
+:class:`~scalefit.dataset.Dataset`, with the same values, messages and content hash.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
-import pandas as pd
 
+from .csvtable import NeedPandas, TextColumn, TextTable
+from .dataset import Dataset
 from .errors import DataError, UnitsWarning, option_error
 from .pruning import PRUNING_INPUTS, params_avg_of_pruned_runs
 from .tables import normalise_name, read_table, show_name, show_names
 from .units import parse_count
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Dataset", "from_frame", "load_runs", "numeric_column", "parse_column_mapping", "read_table"]
 
 # Normalised alias -> role (see tables.normalise_name: lower case, spaces/dashes/underscores removed).
 _ALIASES = {
@@ -61,7 +68,7 @@ def parse_column_mapping(items: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def _resolve_roles(frame: pd.DataFrame, mapping: Mapping[str, str], source: str,
+def _resolve_roles(frame: "pd.DataFrame | TextTable", mapping: Mapping[str, str], source: str,
                    strict: Iterable[str] = ()) -> dict[str, str]:
     """role -> column name actually present in ``frame``.
 
@@ -114,8 +121,18 @@ def _resolve_roles(frame: pd.DataFrame, mapping: Mapping[str, str], source: str,
     return resolved
 
 
-def _holds_numbers(series: pd.Series) -> bool:
+def _holds_numbers(series: "pd.Series | TextColumn") -> bool:
     """Whether a column could be a numeric role: some values, all of them numbers or number strings."""
+    if isinstance(series, TextColumn):
+        if series.numeric:  # as pandas' numeric dtype: any value present
+            return any(c is not None for c in series.cells)
+        try:
+            values = numeric_column(series, "", "")
+        except DataError:
+            return False
+        return bool(np.isfinite(values).any())
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(series):
         return False
     if pd.api.types.is_numeric_dtype(series):
@@ -127,14 +144,25 @@ def _holds_numbers(series: pd.Series) -> bool:
     return bool(np.isfinite(values).any())
 
 
-def numeric_column(series: pd.Series, role: str, source: str) -> np.ndarray:
+def numeric_column(series: "pd.Series | TextColumn", role: str, source: str) -> np.ndarray:
     """A column as float64; number strings like '7B' are parsed; anything else is a DataError."""
+    if isinstance(series, TextColumn):
+        if series.floats is not None:
+            return series.floats
+        return _parse_cells(series.cells, series.name, role, source)
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(series):
         raise DataError(f"{source}: column {show_name(series.name)} ({role}) holds true/false values, not numbers")
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_complex_dtype(series):
         return series.to_numpy(dtype=float, na_value=np.nan)
-    values = np.empty(len(series))
-    for i, item in enumerate(series.tolist()):
+    return _parse_cells(series.tolist(), series.name, role, source)
+
+
+def _parse_cells(cells: list, name, role: str, source: str) -> np.ndarray:
+    """Cells of a text column as float64 (NaN where missing): '7B', '1_000', 'inf' ... or a DataError naming the row."""
+    values = np.empty(len(cells))
+    for i, item in enumerate(cells):
         if item is None or (isinstance(item, float) and np.isnan(item)) or (isinstance(item, str) and not item.strip()):
             values[i] = np.nan
             continue
@@ -155,7 +183,7 @@ def numeric_column(series: pd.Series, role: str, source: str) -> np.ndarray:
         except (OverflowError, TypeError, ValueError):
             shown = show_name(item) if isinstance(item, str) else show_name(repr(item))
             raise DataError(
-                f"{source}: column {show_name(series.name)} ({role}) row {i + 1}: {shown} is not a number"
+                f"{source}: column {show_name(name)} ({role}) row {i + 1}: {shown} is not a number"
             ) from None
     return values
 
@@ -212,109 +240,18 @@ def _warn_unit_gap(values: np.ndarray, role: str, column: str, source: str) -> N
                   UnitsWarning, stacklevel=3)
 
 
-_HASH_ROWS = 1 << 16  # rows of a text column joined at a time by Dataset.content_hash
-
-
-@dataclass
-class Dataset:
-    """A validated table: canonical role columns plus provenance and units.
-
-    ``frame`` has one column per resolved role under the role's name (``params``, ``tokens``, ...),
-    plus a ``run`` column (the row number as text when the table has none). Curve tables also carry
-    ``lr``: run name -> LR at every step (index = step), filled by the curve loader.
-    """
-
-    frame: pd.DataFrame
-    source: str = "<memory>"
-    columns: dict[str, str] = field(default_factory=dict)  # role -> original column name
-    units: dict[str, str | None] = field(default_factory=lambda: {"loss_unit": None, "params_convention": None})
-    dropped: list[str] = field(default_factory=list)  # one line per dropped group of rows, for reports
-    lr: dict[str, np.ndarray] | None = None
-
-    # ------------------------------------------------------------------ access
-    def __len__(self) -> int:
-        return len(self.frame)
-
-    def has(self, role: str) -> bool:
-        return role in self.frame.columns
-
-    def column(self, role: str) -> np.ndarray:
-        if role not in self.frame.columns:
-            original = self.frame.attrs.get("original_columns", list(self.frame.columns))
-            raise DataError(
-                f"{self.source}: no column for '{role}'; columns are: {show_names(original)} "
-                f"(map one with columns={{{role!r}: 'NAME'}})", options=("columns",)
-            )
-        return self.frame[role].to_numpy(dtype=float)
-
-    @property
-    def run_names(self) -> np.ndarray:
-        return self.frame["run"].astype(str).to_numpy()
-
-    @property
-    def run_codes(self) -> np.ndarray:
-        """Integer run id per row, 0..n_runs-1 in order of first appearance."""
-        codes, _ = pd.factorize(self.frame["run"].astype(str))
-        return codes.astype(np.int64)
-
-    @property
-    def n_runs(self) -> int:
-        return int(self.frame["run"].nunique())
-
-    def weights(self) -> np.ndarray | None:
-        return self.column("weight") if self.has("weight") else None
-
-    def subset(self, mask: np.ndarray) -> "Dataset":
-        """Rows where ``mask`` is true (LR sequences of the kept runs come along)."""
-        frame = self.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
-        frame.attrs = dict(self.frame.attrs)
-        lr = None
-        if self.lr is not None:
-            keep = set(frame["run"].astype(str))
-            lr = {k: v for k, v in self.lr.items() if k in keep}
-        return Dataset(frame, self.source, dict(self.columns), dict(self.units), list(self.dropped), lr)
-
-    def content_hash(self) -> str:
-        """sha256 over the canonical columns and the column mapping (recorded in fit.json)."""
-        h = hashlib.sha256()
-        h.update(json.dumps(self.columns, sort_keys=True).encode())
-        for name in sorted(self.frame.columns):
-            col = self.frame[name]
-            h.update(name.encode())
-            if pd.api.types.is_numeric_dtype(col):
-                h.update(np.ascontiguousarray(col.to_numpy(dtype=float)).tobytes())
-            else:  # joined and hashed 64k rows at a time: the same digest, without a string per row at once
-                text = col.astype(str)
-                for start in range(0, len(text), _HASH_ROWS):
-                    chunk = "\x1f".join(text.iloc[start : start + _HASH_ROWS].tolist())
-                    h.update((("\x1f" if start else "") + chunk).encode())
-        if self.lr:
-            for run in sorted(self.lr):
-                h.update(run.encode())
-                h.update(np.ascontiguousarray(self.lr[run], dtype=float).tobytes())
-        return h.hexdigest()[:16]
-
-    def ranges(self) -> dict[str, list[float]]:
-        """[min, max] of each numeric role column: forecasts warn when they leave these."""
-        out = {}
-        for role in ("params", "tokens", "flops", "params_avg", "step"):
-            if self.has(role):
-                values = self.column(role)
-                out[role] = [float(np.nanmin(values)), float(np.nanmax(values))]
-        return out
-
-
 def _unit_value(value, allowed: tuple) -> str | None:
     """``value`` as the one of ``allowed`` it spells (case and surrounding spaces ignored), else None."""
     return text if (text := str(value).strip().lower()) in allowed else None
 
 
-def _unit_column(frame: pd.DataFrame, name: str, given: str | None, allowed: tuple, source: str) -> str | None:
+def _unit_column(frame: "pd.DataFrame | TextTable", name: str, given: str | None, allowed: tuple,
+                 source: str) -> str | None:
     """``given`` (already checked), else the one value of a ``loss_unit``/``params_convention`` column
     (``scalefit import`` writes them), so the units travel with the table into fit.json. A column mixing
     units, holding a unit scalefit does not know or contradicting ``given`` is refused: bits read as nats
     would be fitted and compared as if they were nats."""
-    values = sorted({_unit_value(v, allowed) or str(v) for v in frame[name].dropna()}) if name in frame else []
+    values = sorted({_unit_value(v, allowed) or str(v) for v in _present(frame[name])}) if name in frame else []
     if len(values) > 1:
         raise DataError(f"{source}: column {show_name(name)} mixes {show_names(values)}; keep rows of one unit "
                         f"(or convert them) before fitting")
@@ -329,8 +266,35 @@ def _unit_column(frame: pd.DataFrame, name: str, given: str | None, allowed: tup
     return unit
 
 
+def _present(column: "pd.Series | TextColumn") -> list:
+    """The values of a column that are there (as ``Series.dropna``); a light column's only when text."""
+    if isinstance(column, TextColumn):
+        if column.floats is not None:
+            raise NeedPandas(f"column {column.name!r} holds numbers")  # pandas would write them its own way
+        return column.present()
+    return column.dropna().tolist()
+
+
+def _text(column: "pd.Series | TextColumn"):
+    """Run ids or schedule specs as text: an object array of str from a light column, else pandas' own
+    string array (astype(str); NaN stays NaN there, named by the checks; no Python string per row)."""
+    if isinstance(column, TextColumn):
+        return np.array(column.text(), dtype=object)
+    return column.astype(str).array
+
+
+def _blank(ids) -> np.ndarray:
+    """Where a run id is missing or blank."""
+    if isinstance(ids, np.ndarray):  # a light column: str cells only
+        return np.fromiter((not x.strip() for x in ids.tolist()), dtype=bool, count=len(ids))
+    import pandas as pd
+
+    ids = pd.Series(ids)
+    return (ids.isna() | (ids.fillna("").astype(str).str.strip() == "")).to_numpy()
+
+
 def from_frame(
-    frame: pd.DataFrame,
+    frame: "pd.DataFrame | TextTable",
     *,
     source: str = "<memory>",
     columns: Mapping[str, str] | None = None,
@@ -340,7 +304,9 @@ def from_frame(
     drop_invalid: bool = False,
     derive_compute: bool = True,
 ) -> Dataset:
-    """Validate a DataFrame into a :class:`Dataset`.
+    """Validate a DataFrame into a :class:`Dataset` (or a ``TextTable`` from ``read_table(path, light=True)``:
+    where only pandas can say how it reads a cell, that raises ``csvtable.NeedPandas`` and :func:`load_runs`
+    reads the file again with pandas).
 
     ``required`` lists the roles the caller needs (a law's inputs and target). Invalid values (NaN,
     inf, zero or negative where positive is required) are an error naming the column and rows, or,
@@ -354,8 +320,12 @@ def from_frame(
     params_convention = None if params_convention is None else _unit_value(params_convention, PARAMS_CONVENTIONS)
     if frame.shape[0] == 0:
         raise DataError(f"{source}: table has no rows")
-    frame = frame.copy()
-    frame.columns = [str(c) for c in frame.columns]
+    if isinstance(frame, TextTable):  # read by csvtable: str names, rows numbered from 0
+        labels = np.arange(frame.shape[0])
+    else:
+        frame = frame.copy()
+        frame.columns = [str(c) for c in frame.columns]
+        labels = frame.index  # a table filtered by the caller keeps its row labels: default run ids come from them
     loss_unit = _unit_column(frame, "loss_unit", loss_unit, LOSS_UNITS, source)
     params_convention = _unit_column(frame, "params_convention", params_convention, PARAMS_CONVENTIONS, source)
     if len(set(frame.columns)) != len(frame.columns):
@@ -375,12 +345,10 @@ def from_frame(
         if role not in roles and role in frame.columns:
             roles[role] = role
 
-    canon = pd.DataFrame(index=frame.index)
+    canon: dict[str, np.ndarray] = {}  # role -> float64 values, or text for run and schedule
     for role, column in roles.items():
-        if role == "run":
-            canon["run"] = frame[column].astype(str)
-        elif role == "schedule":
-            canon["schedule"] = frame[column].astype(str)
+        if role in ("run", "schedule"):
+            canon[role] = _text(frame[column])
         else:
             canon[role] = numeric_column(frame[column], role, source)
 
@@ -401,11 +369,11 @@ def from_frame(
                 found[role] = numeric_column(frame[column], role, source)
                 roles[role] = column
         if found:  # else the generic "missing column" error below names params_avg
-            params = canon["params"].to_numpy(dtype=float) if "params" in canon else None
+            params = canon.get("params")
             canon["params_avg"] = params_avg_of_pruned_runs(params, found, roles, source)
             roles["params_avg"] = "average_params(params, final_sparsity, prune_start, prune_end)"
 
-    missing = [r for r in required if r not in canon.columns]
+    missing = [r for r in required if r not in canon]
     if missing:
         hint = "columns={" + ", ".join(f"{r!r}: 'NAME'" for r in missing) + "}"
         if "params_avg" in missing:
@@ -417,19 +385,19 @@ def from_frame(
 
     # Validate values of every role in use (required ones, and weight).
     dropped: list[str] = []
-    bad_any = np.zeros(len(canon), dtype=bool)
-    check = [r for r in canon.columns if r not in ("run", "schedule")]
-    for role in check + (["run"] if "run" in canon.columns else []):
+    n_rows = frame.shape[0]
+    bad_any = np.zeros(n_rows, dtype=bool)
+    check = [r for r in canon if r not in ("run", "schedule")]
+    for role in check + (["run"] if "run" in canon else []):
         reasons = []
         if role == "run":
             # A run without an id cannot be resampled as a unit (and pandas keeps NaN through astype(str)).
-            ids = canon["run"]
-            blank = (ids.isna() | (ids.fillna("").astype(str).str.strip() == "")).to_numpy()
+            blank = _blank(canon["run"])
             if blank.any():
                 reasons.append((blank, "is empty"))
-            values = np.ones(len(canon))
+            values = np.ones(n_rows)
         else:
-            values = canon[role].to_numpy(dtype=float)
+            values = np.asarray(canon[role], dtype=float)
         nonfinite = ~np.isfinite(values)
         if nonfinite.any():
             reasons.append((nonfinite, "is NaN or infinite"))
@@ -458,7 +426,7 @@ def from_frame(
             if not drop_invalid:
                 first = f"row {rows[0] + 1}"
                 if "run" in roles and role != "run":
-                    first += f", run {show_name(canon['run'].iloc[rows[0]])}"
+                    first += f", run {show_name(canon['run'][rows[0]])}"
                 if role != "run":
                     first += f": {format_value(values[rows[0]])}"
                 advice = "fix the data"
@@ -472,26 +440,46 @@ def from_frame(
             dropped.append(f"dropped {rows.size} row(s) where {show_name(column)} {why}: rows {shown}")
             bad_any |= mask
     if bad_any.any():
-        canon = canon.loc[~bad_any]
-    if len(canon) == 0:
+        canon = {role: values[~bad_any] for role, values in canon.items()}
+        labels = labels[~bad_any]
+    if not len(labels):
         raise DataError(f"{source}: no valid rows left after dropping invalid values")
-    if "weight" in canon.columns and not (canon["weight"] > 0).any():
+    if "weight" in canon and not (canon["weight"] > 0).any():
         raise DataError(f"{source}: column {show_name(roles.get('weight', 'weight'))} (weight) is zero in every row; "
                         f"a weight is a relative importance: give some rows a positive weight")
 
     for role in ("params", "params_avg", "tokens", "flops"):
-        if role in canon.columns and role in required and roles.get(role) in frame.columns:
-            _warn_unit_gap(canon[role].to_numpy(dtype=float), role, roles[role], source)
+        if role in canon and role in required and roles.get(role) in frame.columns:
+            _warn_unit_gap(np.asarray(canon[role], dtype=float), role, roles[role], source)
 
-    if "run" not in canon.columns:
-        canon["run"] = [str(i + 1) for i in canon.index]
-    canon = canon.reset_index(drop=True)
-    canon.attrs["original_columns"] = list(frame.columns)
+    if "run" not in canon:
+        canon["run"] = np.array([str(i + 1) for i in labels], dtype=object)
     units = {"loss_unit": loss_unit, "params_convention": params_convention}
-    return Dataset(canon, source, {k: v for k, v in roles.items()}, units, dropped)
+    attrs = {"original_columns": list(frame.columns)}
+    if isinstance(frame, TextTable):
+        return Dataset(None, source, dict(roles), units, dropped, arrays=canon, attrs=attrs)
+    # A DataFrame came in, so pandas is loaded: the Dataset keeps a frame, built a column at a time as before
+    # (the text columns stay pandas' string arrays: at 1M rows, 60 MB less than a Python string per row).
+    import pandas as pd
+
+    table = pd.DataFrame(index=pd.RangeIndex(len(labels)))
+    for role, values in canon.items():
+        table[role] = values
+    table["run"] = table["run"].astype(str)
+    table.attrs = attrs
+    return Dataset(table, source, dict(roles), units, dropped)
 
 
 def load_runs(path: str | Path, **kwargs) -> Dataset:
-    """Read a table file and validate it: see :func:`from_frame` for the keyword arguments."""
-    frame = read_table(path)
-    return from_frame(frame, source=str(path), **kwargs)
+    """Read a table file and validate it: see :func:`from_frame` for the keyword arguments.
+
+    A small CSV/TSV file is read without pandas (:mod:`scalefit.csvtable`); one that reader cannot promise
+    to read as pandas does is read again with pandas, so values and messages are those of one reader."""
+    table = read_table(path, light=True)
+    if isinstance(table, TextTable):
+        try:
+            return from_frame(table, source=str(path), **kwargs)
+        except NeedPandas:
+            pass
+        table = read_table(path)
+    return from_frame(table, source=str(path), **kwargs)

@@ -157,14 +157,14 @@ class FitResult:
             )
 
         # Runs by code, names read for the five rows shown (data.run_names is a string per row: 60 MB at 1M).
-        run_codes, run_text = data.run_codes, data.frame["run"].astype(str)
+        run_codes = data.run_codes
         order = np.argsort(-np.abs(r))
         worst, seen = [], set()
         for i in order:
             if run_codes[i] in seen:
                 continue
             seen.add(run_codes[i])
-            worst.append({"run": str(run_text.iloc[i]), "residual": float(r[i]),
+            worst.append({"run": data.run_name(i), "residual": float(r[i]),
                           "loss": float(np.exp(logy[i])), "predicted": float(np.exp(logy[i] + r[i]))})
             if len(worst) == 5:
                 break

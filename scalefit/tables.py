@@ -3,6 +3,8 @@
 The file must be a regular file within the input size limit (checked before it is opened); formats are
 recognised by their first bytes where they have magic numbers, else by suffix; text must be UTF-8 (a
 byte-order mark is honoured). Every failure is one DataError naming the file and, where it can, the line.
+pandas is imported only by the readers that use it: ``read_table(path, light=True)`` reads a small CSV/TSV
+file with the stdlib csv module instead (:mod:`scalefit.csvtable`), the path a point fit takes.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import stat
 import warnings
 import zlib
 from pathlib import Path
-from typing import Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING, Mapping
 
 from ._io import check_input_file
 from .errors import DataError, option_error
 from .limits import LIMITS, LimitError, enforce, limit
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .csvtable import TextTable
 
 _READERS = {
     ".parquet": "parquet",
@@ -57,13 +62,17 @@ def normalise_name(name) -> str:
     return re.sub(r"[\s_\-]+", "", str(name)).lower()
 
 
-def read_table(path: str | Path, what: str = "table file") -> pd.DataFrame:
+def read_table(path: str | Path, what: str = "table file", *, light: bool = False) -> "pd.DataFrame | TextTable":
     """Read parquet, CSV/TSV, JSONL or a JSON list of records; DataError with the file name otherwise.
 
     The file must be a regular file within the input size limit, checked before it is opened (a FIFO or
     ``/dev/zero`` never hangs or floods memory). gzip data is recognised by its magic bytes whatever the
     file is called, and so is parquet; otherwise the suffix (the one before ``.gz``) names the format.
     Text must be UTF-8 (a byte-order mark, UTF-16 included, is honoured).
+
+    ``light=True``: a small CSV/TSV file comes back as a :class:`scalefit.csvtable.TextTable` read without
+    pandas (``scalefit.data.load_runs`` takes it; a table it cannot promise to read as pandas does comes
+    back as a DataFrame, as does every other format).
     """
     path = Path(path)
     if not os.path.lexists(path):
@@ -98,6 +107,10 @@ def read_table(path: str | Path, what: str = "table file") -> pd.DataFrame:
         del blob
         if not text or text.isspace():
             raise DataError(f"{path}: the file is empty" + (" (no header, no rows)" if kind in ("csv", "tsv") else ""))
+        if kind in ("csv", "tsv") and light:
+            table = _read_csv_light(text, "\t" if kind == "tsv" else None)
+            if table is not None:
+                return table
         if kind in ("csv", "tsv"):
             frame = _read_csv(text, path, "\t" if kind == "tsv" else None)
         elif kind == "jsonl":
@@ -240,11 +253,23 @@ def _sniff(text: str, sep: str | None) -> dict:
     return dialect
 
 
+def _read_csv_light(text: str, sep: str | None) -> "TextTable | None":
+    """The table read by the stdlib csv module, or None where pandas must read it (csvtable.NeedPandas)."""
+    from .csvtable import NeedPandas, parse_text
+
+    try:
+        return parse_text(text, _sniff(text, sep))
+    except NeedPandas:
+        return None
+
+
 _FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 
 
-def _read_csv(text: str, path: Path, sep: str | None) -> pd.DataFrame:
+def _read_csv(text: str, path: Path, sep: str | None) -> "pd.DataFrame":
+    import pandas as pd
+
     dialect = _sniff(text, sep)
     label = "TSV" if sep == "\t" else "CSV"
     options = {"sep": dialect["sep"], "quotechar": dialect["quotechar"], "skipinitialspace": dialect["skipinitialspace"]}
@@ -283,7 +308,7 @@ def _read_csv(text: str, path: Path, sep: str | None) -> pd.DataFrame:
     return frame
 
 
-def _read_parquet(blob: bytes, path: Path) -> pd.DataFrame:
+def _read_parquet(blob: bytes, path: Path) -> "pd.DataFrame":
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -334,7 +359,7 @@ def _unique_keys(pairs):
     return out
 
 
-def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
+def _read_jsonl(text: str, path: Path) -> "pd.DataFrame":
     """One JSON object per line; every error names its line."""
     records = []
     for line_no, row in enumerate(text.split("\n"), 1):
@@ -353,10 +378,12 @@ def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
             raise DataError(f"{path}: line {line_no}: expected one JSON object per line, like "
                             f"{{\"params\": 7e9, \"loss\": 2.1}}, not {_json_type(record)}")
         records.append(record)
+    import pandas as pd
+
     return pd.DataFrame.from_records(records)
 
 
-def _read_json(text: str, path: Path) -> pd.DataFrame:
+def _read_json(text: str, path: Path) -> "pd.DataFrame":
     """A JSON list of records (one object per run)."""
     try:
         records = json.loads(text, object_pairs_hook=_unique_keys)
@@ -373,6 +400,8 @@ def _read_json(text: str, path: Path) -> pd.DataFrame:
         if not isinstance(record, dict):
             raise DataError(f"{path}: record {i + 1} is {_json_type(record)}; a .json table is a list of objects, "
                             f"one per run")
+    import pandas as pd
+
     return pd.DataFrame.from_records(records)
 
 
@@ -387,7 +416,7 @@ def _json_type(value) -> str:
 _WHERE_EXAMPLE = "expected COLUMN=VALUE, e.g. dataset=rpj"
 
 
-def filter_rows(frame: pd.DataFrame, where, source: str = "<memory>") -> pd.DataFrame:
+def filter_rows(frame: "pd.DataFrame", where, source: str = "<memory>") -> "pd.DataFrame":
     """The rows of ``frame`` where every condition holds: a table of several experiments narrowed to one.
 
     ``where``: ``"COLUMN=VALUE"`` strings (a list, or one string) or a mapping ``{"dataset": "rpj"}``; None
@@ -397,7 +426,12 @@ def filter_rows(frame: pd.DataFrame, where, source: str = "<memory>") -> pd.Data
 
         frame = filter_rows(read_table("runs.csv"), {"dataset": "rpj"}, source="runs.csv")
         scalefit.fit("chinchilla", frame)
+
+    It works on a DataFrame: a fit given ``where`` reads its table with pandas (``read_table``'s default),
+    the one path where a point fit from a CSV file imports it.
     """
+    import pandas as pd
+
     if isinstance(where, str):
         where = [where]
     conditions = []
