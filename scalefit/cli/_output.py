@@ -14,9 +14,6 @@ import re
 import sys
 from typing import Any
 
-from rich.console import Console
-from rich.text import Text
-
 # C0 controls except tab and newline, DEL, and the C1 range (ESC and CSI among them).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -26,24 +23,57 @@ def clean(text: Any) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
-class _PlainConsole(Console):
-    """A console that never interprets markup unless asked and never passes control characters on."""
+def _plain_console(**options):
+    """A rich console that never interprets markup unless asked and never passes control characters on."""
+    from rich.console import Console
 
-    def render_str(self, text: str, **kwargs) -> Text:
-        return super().render_str(clean(text), **kwargs)
+    class _PlainConsole(Console):
+        def render_str(self, text: str, **kwargs):
+            return super().render_str(clean(text), **kwargs)
+
+    return _PlainConsole(soft_wrap=True, markup=False, emoji=False, **options)
 
 
-console = _PlainConsole(soft_wrap=True, markup=False, emoji=False)  # results
-err_console = _PlainConsole(stderr=True, soft_wrap=True, markup=False, emoji=False)  # progress, warnings, errors
+class _LazyConsole:
+    """Stands for a :func:`_plain_console` and makes it on first use, so that a command whose output is
+    JSON alone never imports rich (30-40 ms of its start-up)."""
+
+    def __init__(self, **options):
+        self._options = options
+        self._console = None
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    @property
+    def real(self):
+        """The rich console itself (made now if it was not yet)."""
+        if self._console is None:
+            self._console = _plain_console(**self._options)
+        return self._console
+
+    def __enter__(self):  # rich's Live holds the console as a context (special methods skip __getattr__)
+        return self.real.__enter__()
+
+    def __exit__(self, *exc):
+        return self.real.__exit__(*exc)
 
 
-def styled(text: Any, style: str) -> Text:
-    """One styled piece of text (user data stays literal)."""
+console = _LazyConsole()  # results
+err_console = _LazyConsole(stderr=True)  # progress, warnings, errors
+
+
+def styled(text: Any, style: str):
+    """One styled piece of text (user data stays literal): a rich Text."""
+    from rich.text import Text
+
     return Text(clean(text), style=style)
 
 
-def line(*parts: str | Text) -> Text:
-    """Join plain strings and :func:`styled` pieces into one line."""
+def line(*parts):
+    """Join plain strings and :func:`styled` pieces into one rich Text line."""
+    from rich.text import Text
+
     out = Text()
     for part in parts:
         out.append(part if isinstance(part, Text) else clean(part))
