@@ -79,6 +79,22 @@ def test_predict_from_published_values_loads_neither_pydantic_nor_the_other_comm
     assert commands == {"scalefit.cli.predict"}
 
 
+
+def test_a_json_fit_with_draws_loads_no_pandas_scipy_or_rich(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)  # a clean 6 x 6 Chinchilla grid: nothing to warn about on stderr
+    N, D = np.meshgrid(np.geomspace(5e7, 3e9, 6), np.geomspace(1e9, 1e11, 6))
+    loss = (1.69 + 406.4 / N**0.34 + 410.7 / D**0.28) * np.exp(rng.normal(0, 0.005, N.shape))
+    runs = tmp_path / "runs.csv"
+    runs.write_text("params,tokens,loss\n" + "".join(f"{n:.6g},{d:.6g},{v:.6f}\n" for n, d, v in
+                                                    zip(N.ravel(), D.ravel(), loss.ravel())))
+    code = run_cli("fit", str(runs), "--law", "chinchilla", "--json", "--bootstrap", "50")
+    loaded = fresh(code + 'print(json.dumps(sorted(m for m in sys.modules if m.startswith("rich"))))')
+    assert loaded == []  # nothing went through rich, so its consoles were never made
+    assert fresh(code)["heavy"] == ["numpy"]  # no pandas (small CSV), no scipy (t quantiles are our own)
+
+
 # ------------------------------------------------------------- scalefit.fit and scalefit.law stay functions
 @pytest.mark.parametrize("first", [
     "import scalefit.fit, scalefit.law, scalefit",  # the submodules before the package's names

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from typing import Any
@@ -51,6 +52,20 @@ class _LazyConsole:
         if self._console is None:
             self._console = _plain_console(**self._options)
         return self._console
+
+    @property
+    def is_terminal(self) -> bool:
+        """rich's answer, without making the console for the common case of a stream that is no
+        terminal and no TTY_COMPATIBLE / FORCE_COLOR override (rich would say False there too)."""
+        stream = sys.stderr if self._options.get("stderr") else sys.stdout
+        isatty = getattr(stream, "isatty", None)
+        try:
+            plain = isatty is None or not isatty()
+        except ValueError:  # a closed stream
+            plain = True
+        if self._console is None and plain and not {"TTY_COMPATIBLE", "FORCE_COLOR"} & set(os.environ):
+            return False
+        return self.real.is_terminal
 
     def __enter__(self):  # rich's Live holds the console as a context (special methods skip __getattr__)
         return self.real.__enter__()
