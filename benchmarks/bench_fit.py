@@ -41,6 +41,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--no-peer", action="store_true", help="skip the PyPI chinchilla peer (about 3 minutes)")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", choices=("epoch",), help="time one case and print it (no results file): "
+                        "epoch = the Epoch fit and the fit with 1,000 draws")
     args, _ = parser.parse_known_args()
     if not DATA.exists():
         print(f"error: {DATA} not found (the shared data sets must sit beside the project)", file=sys.stderr)
@@ -53,6 +55,13 @@ def main() -> int:
     data = from_frame(df, source=str(DATA), columns={"params": "Model Size", "flops": "Training FLOP"},
                       required=["params", "tokens", "loss"])
     fit("chinchilla", data)  # warm-up: imports and first-call costs are not what we measure
+    if args.only == "epoch":
+        t_fit, fit_times, res = timed(lambda: fit("chinchilla", data), args.repeat)
+        t_boot, boot_times, _ = timed(lambda: fit("chinchilla", data, n_bootstrap=1000, seed=0), args.repeat)
+        print(f"Epoch fit: median {t_fit:.3f} s ({', '.join(f'{t:.3f}' for t in fit_times)}), objective "
+              f"{res.objective:.7e}, {res.diagnostics['n_converged_best']}/{res.diagnostics['n_refined']} starts at "
+              f"the best; + 1,000 draws: median {t_boot:.2f} s ({', '.join(f'{t:.2f}' for t in boot_times)})")
+        return 0
     full_grid = _without_linear("chinchilla")
     t_fit, fit_times, res = timed(lambda: fit("chinchilla", data), args.repeat)
     t_grid, _, res_grid = timed(lambda: fit(full_grid, data), args.repeat)

@@ -86,6 +86,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sizes", default="400M", help="comma-separated model sizes to fit (25M,100M,400M)")
+    parser.add_argument("--only", choices=("twelve",), help="time one case and print it (no results file): "
+                        "twelve = multipower on 12 simulated curves x 20,000 steps with 200 draws")
     args = parser.parse_args()
     if not MPL.exists():
         sys.exit(f"shared data not found at {MPL}")
@@ -97,6 +99,12 @@ def main() -> None:
     law = get_law("multipower")
     exact = law.with_options(resolution="exact")
     rows = []
+    if args.only == "twelve":
+        twelve = twelve_curves(law)
+        times = [timed(lambda: fit(law, twelve, n_bootstrap=200, seed=0), 1)[0] for _ in range(args.repeat)]
+        print(f"multipower, 12 curves x 20,000 steps, 200 draws: median {statistics.median(times):.1f} s "
+              f"({', '.join(f'{t:.1f}' for t in times)}; load {os.getloadavg()[0]:.2f})")
+        return
 
     # 1. Fitting on the official training split; score the six held-out curves.
     for size in args.sizes.split(","):

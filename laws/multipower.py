@@ -88,53 +88,67 @@ def _vectors_needing(ch: dict, need: np.ndarray) -> np.ndarray:
     return np.flatnonzero(need[:, ch["rows"]].any(axis=1))
 
 
+def _patch(values: np.ndarray, w: np.ndarray, below: float, series) -> None:
+    """values[w < below] = series(w there), in place (contiguous arrays; the entries are few)."""
+    flat, wf = values.reshape(-1), w.reshape(-1)
+    at = np.flatnonzero(wf < below)
+    if at.size:
+        flat[at] = series(wf[at])
+
 def _pair_sums(ch: dict, logC, beta, gamma, with_jac: bool) -> list:
     """The chunk's sums over pairs for a block of vectors (parameters as (1, b) rows), each (b, n): the
     numerators of D C and, with the Jacobian, of the derivatives' (see :meth:`MultiPower._loss_drop`).
 
     Three transcendental passes serve them all: u = exp(log(C x0)), l = log1p(u), e = expm1(-beta l);
     then (1+u)^-beta = 1 + e, x0 (1+u)^-beta / (1+u) = u (1 + e) / ((1 + u) C), r = -e / w and
-    phi = (w (1 + e) + e) / w^2 (series where w is small: the direct forms cancel there)."""
+    l^2 phi = (w (1 + e) + e) / beta^2 (series where w is small: the direct forms cancel there). Each
+    numpy pass over the pairs costs about as much as a transcendental one, so the signs and the 1 / beta^2
+    are applied to the sums, not to the terms."""
     M, logeta = ch["M"], ch["logeta"][:, None]
-    u = ch["logR"][:, None] - logeta * gamma  # log x0
-    np.clip(u, -745.0, _Z_MAX, out=u)
+    u = np.multiply(logeta, -gamma)
+    u += ch["logR"][:, None]  # log x0 (-inf where the LR area is 0)
     u += logC  # log u
     np.clip(u, -745.0, _Z_MAX, out=u)
     np.exp(u, out=u)
-    lg = np.log1p(u)
+    lg = np.log1p(u, out=None if with_jac else u)  # u is needed again for the Jacobian only
     w = lg * beta
     e = np.negative(w)
     np.expm1(e, out=e)  # (1 + u)^-beta - 1
-    small = w.min() < 1e-3  # r and phi take their series somewhere in this block
-    F = np.divide(e, w) if not small else np.divide(e, np.where(w < 1e-6, 1.0, w))
-    np.negative(F, out=F)  # r(w)
-    if small:
-        F = np.where(w < 1e-6, 1.0 - 0.5 * w, F)
-    F *= lg  # (1 - (1+u)^-beta) / beta
-    sums = [(M @ F).T]
-    if not with_jac:
-        return sums
-    del F
-    E = e + 1.0  # (1 + u)^-beta
-    phi = np.multiply(w, E)
-    phi += e  # w e^-w + e^-w - 1
-    if small:
-        safe = np.where(w < 1e-3, 1.0, w)
-        phi /= safe * safe
-        phi = np.where(w < 1e-3, -0.5 + w / 3.0 - w * w / 8.0, phi)
-    else:
-        w *= w
-        phi /= w
-    del e, w
+    w_min = w.min()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        F = np.divide(e, w)  # -r(w); its series where w is tiny (few entries: patched, not np.where)
+        if w_min < 1e-6:
+            _patch(F, w, 1e-6, lambda v: 0.5 * v - 1.0)
+        F *= lg  # -(1 - (1+u)^-beta) / beta
+        sums = [-(M @ F).T]
+        if not with_jac:
+            return sums
+        del F
+        E = e + 1.0  # (1 + u)^-beta
+        if beta.min() > 1e-100:  # l^2 phi = (w E + e) / beta^2: the numerator here, the division after
+            tiny = np.flatnonzero(w.reshape(-1) < 1e-3) if w_min < 1e-3 else np.zeros(0, dtype=np.intp)
+            w_tiny = w.reshape(-1)[tiny]
+            num = w
+            num *= E
+            num += e  # w e^-w + e^-w - 1
+            num.reshape(-1)[tiny] = w_tiny * w_tiny * (-0.5 + w_tiny / 3.0 - w_tiny * w_tiny / 8.0)
+            scale = 1.0 / (beta.T * beta.T)
+        else:  # beta = 0 somewhere (a logarithmic drop): l^2 phi term by term
+            num = np.multiply(w, E)
+            num += e
+            num /= np.square(w)
+            _patch(num, w, 1e-3, lambda v: -0.5 + v / 3.0 - v * v / 8.0)
+            num *= lg
+            num *= lg
+            scale = 1.0
+        del e, w
     q = u + 1.0
     np.divide(u, q, out=q)
     q *= E  # C x0 (1+u)^-beta / (1+u)
     sums.append((M @ q).T)
     q *= logeta
     sums.append((M @ q).T)
-    lg *= lg
-    lg *= phi
-    sums.append((M @ lg).T)
+    sums.append((M @ num).T * scale)
     return sums
 
 
@@ -255,21 +269,8 @@ class MultiPower(CurveLaw):
     def predict_and_jacobian(self, theta, design):
         """Both from one pass over the pairs (the sums for the prediction come with the derivatives')."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
-        p = self.unpack(theta)
-        D, dC, dbeta, dgamma = self._loss_drop(theta, design, True)
-        power = np.exp(-p["alpha"] * design["logS"])
-        Bs = p["Bslope"]
-        yhat = p["L0"] + p["A"] * power + Bs * D
-        # Written column by column into one array (np.stack of seven temporaries doubled the peak).
-        jac = np.empty(D.shape + (7,))
-        jac[..., 0] = 1.0
-        jac[..., 1] = power
-        np.multiply(power, -p["A"], out=jac[..., 2])
-        jac[..., 2] *= design["logS"]
-        jac[..., 3] = D
-        for col, part in ((4, dC), (5, dbeta), (6, dgamma)):
-            np.multiply(part, Bs, out=jac[..., col])
-        return yhat, jac
+        yhat, _, _, jacobian, _ = self._with_jacobian(theta, design)
+        return yhat, jacobian(theta)
 
     def linear_basis(self, theta, design):
         """L0, A and Bslope multiply 1, the power law and the loss-drop sum: a prediction's cost, where
@@ -279,6 +280,41 @@ class MultiPower(CurveLaw):
         D, *_ = self._loss_drop(theta, design, False)
         power = np.exp(-p["alpha"] * design["logS"])
         return p["L0"] + p["A"] * power + p["Bslope"] * D, np.stack([np.ones_like(D), power, D], axis=-1)
+
+    def linear_parts(self, theta, design, need=None):
+        """yhat, the basis of L0, A and Bslope (as :meth:`linear_basis`), and ``jacobian(theta2)`` and
+        ``predict(theta2)`` at any ``theta2`` that differs from ``theta`` in L0, A and Bslope only (or, for
+        one row of theta, at every row of theta2) -- all from one pass over the pairs, so that the projected
+        solver, having re-solved the coefficients, gets its next Jacobian free. ``need``: as in
+        :meth:`_loss_drop` (rows not needed come out incomplete)."""
+        yhat, power, D, jacobian, predict = self._with_jacobian(np.atleast_2d(np.asarray(theta, dtype=float)),
+                                                                design, need)
+        return yhat, np.stack([np.ones_like(D), power, D], axis=-1), jacobian, predict
+
+    def _with_jacobian(self, theta, design, need=None):
+        """yhat, the power law, D and the ``jacobian`` and ``predict`` functions of :meth:`linear_parts`."""
+        p = self.unpack(theta)
+        D, dC, dbeta, dgamma = self._loss_drop(theta, design, True, need=need)
+        logS = design["logS"]
+        power = np.exp(-p["alpha"] * logS)
+
+        def predict(theta2):  # the formula of predict(), so that it gives the same numbers
+            return theta2[:, 0:1] + theta2[:, 1:2] * power + theta2[:, 3:4] * D
+
+        def jacobian(theta2):
+            A, Bs = theta2[:, 1:2], theta2[:, 3:4]
+            # Written column by column into one array (np.stack of seven temporaries doubled the peak).
+            jac = np.empty((len(theta2), D.shape[1], 7))  # D may be one row for all of theta2
+            jac[..., 0] = 1.0
+            jac[..., 1] = power
+            np.multiply(power, -A, out=jac[..., 2])
+            jac[..., 2] *= logS
+            jac[..., 3] = D
+            for col, part in ((4, dC), (5, dbeta), (6, dgamma)):
+                np.multiply(part, Bs, out=jac[..., col])
+            return jac
+
+        return predict(theta), power, D, jacobian, predict
 
     @staticmethod
     def paper_B(theta) -> np.ndarray:

@@ -8,13 +8,14 @@ settings at each of 25 exponent pairs) become its 25 exponent pairs, each at its
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from .errors import FitError
-from .solver import POLISH_NFEV, Problem, block_size, polish
+from .solver import Problem, block_size
 from .varpro import project, solve, split_for
 
 _REFINE_ITER = 400  # solver iterations for the finalists of the multi-start
@@ -129,3 +130,44 @@ def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, n_polish
     return best_u, float(best_f), StartReport(n_starts, len(u), reached, float(best_f),
                                           () if split is None else split.names)
 
+
+POLISH_NFEV = 2000  # most residual evaluations one polish may spend
+
+
+def polish(problem: Problem, u: np.ndarray, on_eval: Callable[[int], None] | None = None) -> np.ndarray:
+    """scipy's trust-region least squares with loss='huber': the same objective, handled exactly at bounds.
+
+    ``on_eval(n)`` hears the number of residual evaluations so far (at most ``POLISH_NFEV``).
+    """
+    from scipy.optimize import least_squares
+
+    loss = problem.loss
+    sw = np.sqrt(problem.w)
+    calls = [0]
+
+    def fun(x):
+        calls[0] += 1
+        if on_eval is not None:
+            on_eval(calls[0])
+        return sw * np.nan_to_num(problem.residuals(x[None])[0], nan=1e3)
+
+    def jac(x):
+        _, J = problem.residuals_and_jac(x[None])
+        return sw[:, None] * np.nan_to_num(J[0])
+
+    kind = {"huber": "huber", "lsq": "linear", "l1": "soft_l1"}[loss.kind]
+    if loss.kind == "l1":  # no exact L1 in least_squares; the batched solver's answer stands
+        return u
+    lo, hi = problem.param.lo, problem.param.hi
+    x0 = np.clip(u, lo + 1e-12 * (hi - lo), hi - 1e-12 * (hi - lo))
+    try:
+        # Extreme weights or values overflow inside scipy; a non-finite answer is rejected below anyway.
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = least_squares(fun, x0, jac=jac, bounds=(lo, hi), loss=kind,
+                                f_scale=loss.delta if loss.kind == "huber" else 1.0,
+                                method="trf", x_scale="jac", ftol=1e-15, xtol=1e-15, gtol=1e-15,
+                                max_nfev=POLISH_NFEV)
+    except (ValueError, np.linalg.LinAlgError):
+        return u
+    return res.x if np.all(np.isfinite(res.x)) else u

@@ -9,7 +9,8 @@ Why a batched solver: the Chinchilla recipe starts from 4,500 grid points, and t
 law a thousand times. Both are the same problem -- many independent small least-squares fits -- so they
 run as one vectorised iteratively-reweighted Levenberg-Marquardt over a batch of parameter vectors
 (``law.predict`` takes a (k, p) batch). The best few starts are then polished with
-``scipy.optimize.least_squares(loss="huber")``, which minimises exactly the same objective.
+``scipy.optimize.least_squares(loss="huber")`` (:func:`scalefit.search.polish`), which minimises exactly
+the same objective.
 
 This is the numerical engine only: it takes a law, its prepared design, targets and weights. Laws with
 linear coefficients are solved through :mod:`scalefit.varpro` (which drives this solver's blocks), the
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -246,6 +246,23 @@ class Problem:
         order = self.law.linear_params
         return yhat, basis[..., [order.index(n) for n in names]]
 
+    def linear_parts(self, theta: np.ndarray, names, need: np.ndarray | None = None):
+        """(yhat, basis of the linear parameters ``names``, ``jacobian(theta2)``, ``predict(theta2)`` at any
+        theta2 that differs from theta in linear parameters only) from one evaluation, where the law has
+        ``linear_parts`` (else None). ``need`` (k, n): the rows each vector needs (others may be incomplete)."""
+        fused = getattr(self.law, "linear_parts", None)
+        if fused is None:
+            return None
+        with np.errstate(all="ignore"):
+            yhat, basis, jacobian, predict = fused(theta, self.design, need=need)
+        order = self.law.linear_params
+        return yhat, basis[..., [order.index(n) for n in names]], jacobian, predict
+
+    @property
+    def analytic_jacobian(self) -> bool:
+        """Whether the law computes its Jacobian itself (then with the prediction, for little more)."""
+        return type(self.law).jacobian is not Law.jacobian or type(self.law).predict_and_jacobian is not Law.predict_and_jacobian
+
     def residuals_and_jac(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         yhat, jac = self.predict_and_jacobian(self.param.to_theta(u))
         with np.errstate(all="ignore"):
@@ -310,7 +327,7 @@ def block_size(n: int, q: int, budget: int | None = None) -> int:
 
 
 def solve_batch(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = None, *,
-                max_iter: int = 200, ftol: float = 1e-12,
+                max_iter: int = 200, ftol: float = 1e-12, atol: float = 0.0,
                 progress: Callable[[int, int], None] | None = None,
                 block_solver: Callable | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Solve a batch of independent starts in cache- and memory-sized blocks; see :func:`_solve_block`
@@ -330,12 +347,13 @@ def solve_batch(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = N
             return None
         return lambda it: progress(b * max_iter + it, total)
 
+    opts = dict(max_iter=max_iter, ftol=ftol, atol=atol)
     if k <= block:
-        out = solve_block(problem, u0, weights, max_iter=max_iter, ftol=ftol, on_iter=tick(0))
+        out = solve_block(problem, u0, weights, on_iter=tick(0), **opts)
     else:
         w = None if weights is None else np.broadcast_to(weights, (k, problem.n))
         parts = [solve_block(problem.rows(slice(i, i + block)), u0[i : i + block], None if w is None else w[i : i + block],
-                              max_iter=max_iter, ftol=ftol, on_iter=tick(i // block)) for i in range(0, k, block)]
+                             on_iter=tick(i // block), **opts) for i in range(0, k, block)]
         out = tuple(np.concatenate(x) for x in zip(*parts))
     if progress is not None:
         progress(total, total)
@@ -353,18 +371,23 @@ def gauss_newton(problem: Problem, u: np.ndarray, w: np.ndarray, curvature: Call
     g, H, bad = np.zeros((k, q)), np.zeros((k, q, q)), np.zeros(k, dtype=bool)
     for rows in parts or [None]:
         piece, wp = (problem, w) if rows is None else (problem.sub(rows), w[:, rows])
-        r, J = piece.residuals_and_jac(u)
-        if not (np.isfinite(r).all() and np.isfinite(J).all()):  # rare: scrub only when needed
-            bad |= ~np.all(np.isfinite(r), axis=1) | ~np.all(np.isfinite(J), axis=(1, 2))
-            r = np.where(np.isfinite(r), r, 0.0)
-            J = np.where(np.isfinite(J), J, 0.0)
-        Jt = J.transpose(0, 2, 1)  # batched BLAS matmuls: several times faster than einsum here
-        g_part = (Jt @ (wp * loss.psi(r))[..., None])[..., 0]
-        H_part = (Jt * (wp * curvature(r))[:, None, :]) @ J
+        g_part, H_part, bad_part = normal_equations(loss, *piece.residuals_and_jac(u), wp, curvature)
         if rows is None:
-            return g_part, H_part, bad
-        g += g_part
-        H += H_part
+            return g_part, H_part, bad_part
+        g, H, bad = g + g_part, H + H_part, bad | bad_part
+    return g, H, bad
+
+
+def normal_equations(loss: RobustLoss, r: np.ndarray, J: np.ndarray, w: np.ndarray, curvature: Callable):
+    """:func:`gauss_newton`'s sums from residuals r (k, n) and their Jacobian J (k, n, q)."""
+    bad = np.zeros(len(r), dtype=bool)
+    if not (np.isfinite(r).all() and np.isfinite(J).all()):  # rare: scrub only when needed
+        bad = ~np.all(np.isfinite(r), axis=1) | ~np.all(np.isfinite(J), axis=(1, 2))
+        r = np.where(np.isfinite(r), r, 0.0)
+        J = np.where(np.isfinite(J), J, 0.0)
+    Jt = J.transpose(0, 2, 1)  # batched BLAS matmuls: several times faster than einsum here
+    g = (Jt @ (w * loss.psi(r))[..., None])[..., 0]
+    H = (Jt * (w * curvature(r))[:, None, :]) @ J
     return g, H, bad
 
 
@@ -377,14 +400,20 @@ def damped(H: np.ndarray, lam: np.ndarray) -> np.ndarray:
 
 
 def lm_loop(problem: Problem, u: np.ndarray, f: np.ndarray, w_all: np.ndarray, propose: Callable, *,
-            max_iter: int, ftol: float, on_iter: Callable[[int], None] | None = None):
+            max_iter: int, ftol: float, atol: float = 0.0, on_iter: Callable[[int], None] | None = None,
+            carry: tuple | None = None):
     """The Levenberg-Marquardt bookkeeping both block solvers share: per row, a damping ``lam``, a step
     accepted only when the objective falls, done on a negligible gain or once no step helps.
 
     ``propose(problem_rows, u_rows, w_rows, lam_rows)`` -> (u_new, f_new, bad, promised): the trial
     points, their objective, rows whose residuals or Jacobian were not finite, and the decrease the
     step's quadratic model promised (None: a rejected step says nothing; the row then runs until the
-    damping blows up). ``u`` and ``f`` are updated in place; returns (u, f, converged)."""
+    damping blows up). A row is done when it gains less than ``ftol`` times its objective or ``atol``.
+    ``u`` and ``f`` are updated in place; returns (u, f, converged).
+
+    ``carry``: arrays (rows first) that describe each row's current point, such as its residuals and
+    Jacobian, found with the trial point's objective (an accepted step needs no second evaluation):
+    ``propose`` takes their active rows fifth and returns the trial points' fifth; accepted rows keep them."""
     k = len(u)
     lam = np.full(k, 1e-3)
     converged = np.zeros(k, dtype=bool)
@@ -395,16 +424,20 @@ def lm_loop(problem: Problem, u: np.ndarray, f: np.ndarray, w_all: np.ndarray, p
             break
         if on_iter is not None:
             on_iter(it)
-        u_new, f_new, bad, promised = propose(problem.rows(idx), u[idx], w_all[idx], lam[idx])
+        extra = () if carry is None else (carry if idx.size == k else tuple(c[idx] for c in carry),)
+        u_new, f_new, bad, promised, *state = propose(problem.rows(idx), u[idx], w_all[idx], lam[idx], *extra)
         f_old = f[idx]
         better = (f_new < f_old) & ~bad
-        tol = ftol * np.maximum(f_old, 1e-300)
+        tol = np.maximum(ftol * np.maximum(f_old, 1e-300), atol)
         if promised is None:
             small = better & ((f_old - f_new) <= tol)
         else:  # at the optimum a rejected step's promise is the test (waiting for lam to blow up costs ~15 steps)
             small = (f_old - np.where(better, f_new, f_old - promised)) <= tol
         u[idx[better]] = u_new[better]
         f[idx[better]] = f_new[better]
+        if carry is not None:
+            for held, new in zip(carry, state[0]):
+                held[idx[better]] = new[better]
         lam[idx] = np.where(better, np.maximum(lam[idx] * 0.3, 1e-12), lam[idx] * 10.0)
         # Done: a negligible improvement, or no step of any size improves (a minimum at working precision).
         stalled = lam[idx] > 1e10
@@ -414,70 +447,54 @@ def lm_loop(problem: Problem, u: np.ndarray, f: np.ndarray, w_all: np.ndarray, p
     return u, f, converged
 
 
+def summed(loss: RobustLoss, r: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The objective from residuals r (k, n): inf where it is not finite (as :meth:`Problem.objective`)."""
+    with np.errstate(invalid="ignore"):
+        f = np.sum(w * loss.rho(r), axis=-1)
+    return np.where(np.isfinite(f), f, np.inf)
+
+
 def _solve_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = None, *,
-                 max_iter: int = 200, ftol: float = 1e-12,
+                 max_iter: int = 200, ftol: float = 1e-12, atol: float = 0.0,
                  on_iter: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Iteratively reweighted, damped Gauss-Newton (Levenberg-Marquardt) for k problems at once.
 
     Each row of ``u0`` is an independent start; ``weights`` is (n,) or (k, n) (bootstrap multiplicity
     times user weights). Returns (u, objective, converged). Steps are accepted only when the robust
     objective decreases, so every row descends monotonically; bounds are enforced by projection.
+
+    Where the law computes its Jacobian with its prediction and the block's Jacobian fits the memory
+    budget, a trial point's residuals and Jacobian come from one evaluation and an accepted step's are
+    kept for the next (one law evaluation per iteration instead of two).
     """
     loss = problem.loss
     u = problem.param.clip(np.array(u0, dtype=float, copy=True))
     w_all = np.broadcast_to(problem.w if weights is None else weights, (len(u), problem.n))
+    fused = isinstance(problem, Problem) and problem.analytic_jacobian and problem.row_parts(*u.shape) is None
 
-    def propose(pa, ua, wa, lam):
-        g, H, bad = gauss_newton(pa, ua, wa, loss.irls_weight)
+    def propose(pa, ua, wa, lam, held=None):
+        if held is None:
+            g, H, bad = gauss_newton(pa, ua, wa, loss.irls_weight)
+        else:
+            g, H, bad = normal_equations(loss, *held, wa, loss.irls_weight)
         A = damped(H, lam)
         try:
             step = -np.linalg.solve(A, g[..., None])[..., 0]
         except np.linalg.LinAlgError:
             step = -np.stack([np.linalg.lstsq(a, b, rcond=None)[0] for a, b in zip(A, g)])
         u_new = problem.param.clip(ua + step)
-        return u_new, pa.objective(u_new, wa), bad, None
+        if held is None:
+            return u_new, pa.objective(u_new, wa), bad, None
+        with np.errstate(all="ignore"):  # a trial point may lie where the law overflows
+            r, J = pa.residuals_and_jac(u_new)
+        return u_new, summed(loss, r, wa), bad, None, (r, J)
 
-    return lm_loop(problem, u, problem.objective(u, w_all), w_all, propose, max_iter=max_iter, ftol=ftol,
-                   on_iter=on_iter)
-
-
-POLISH_NFEV = 2000  # most residual evaluations one polish may spend
-
-
-def polish(problem: Problem, u: np.ndarray, on_eval: Callable[[int], None] | None = None) -> np.ndarray:
-    """scipy's trust-region least squares with loss='huber': the same objective, handled exactly at bounds.
-
-    ``on_eval(n)`` hears the number of residual evaluations so far (at most ``POLISH_NFEV``).
-    """
-    from scipy.optimize import least_squares
-
-    loss = problem.loss
-    sw = np.sqrt(problem.w)
-    calls = [0]
-
-    def fun(x):
-        calls[0] += 1
-        if on_eval is not None:
-            on_eval(calls[0])
-        return sw * np.nan_to_num(problem.residuals(x[None])[0], nan=1e3)
-
-    def jac(x):
-        _, J = problem.residuals_and_jac(x[None])
-        return sw[:, None] * np.nan_to_num(J[0])
-
-    kind = {"huber": "huber", "lsq": "linear", "l1": "soft_l1"}[loss.kind]
-    if loss.kind == "l1":  # no exact L1 in least_squares; the batched solver's answer stands
-        return u
-    lo, hi = problem.param.lo, problem.param.hi
-    x0 = np.clip(u, lo + 1e-12 * (hi - lo), hi - 1e-12 * (hi - lo))
-    try:
-        # Extreme weights or values overflow inside scipy; a non-finite answer is rejected below anyway.
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            res = least_squares(fun, x0, jac=jac, bounds=(lo, hi), loss=kind,
-                                f_scale=loss.delta if loss.kind == "huber" else 1.0,
-                                method="trf", x_scale="jac", ftol=1e-15, xtol=1e-15, gtol=1e-15,
-                                max_nfev=POLISH_NFEV)
-    except (ValueError, np.linalg.LinAlgError):
-        return u
-    return res.x if np.all(np.isfinite(res.x)) else u
+    if not fused:
+        return lm_loop(problem, u, problem.objective(u, w_all), w_all, propose, max_iter=max_iter, ftol=ftol,
+                       atol=atol, on_iter=on_iter)
+    with np.errstate(all="ignore"):
+        r, J = problem.residuals_and_jac(u)
+    u, f, converged = lm_loop(problem, u, summed(loss, r, w_all), w_all, propose, max_iter=max_iter,
+                              ftol=ftol, atol=atol, on_iter=on_iter, carry=(r, J))
+    # The objective exactly as everyone else computes it (the law's prediction alone may round differently).
+    return u, np.where(np.isfinite(f), problem.objective(u, w_all), np.inf), converged

@@ -26,11 +26,12 @@ from typing import Callable
 
 import numpy as np
 
-from .solver import Parameterization, Problem, damped, gauss_newton, lm_loop, solve_batch
+from .solver import Parameterization, Problem, damped, gauss_newton, lm_loop, normal_equations, solve_batch
 
 _INNER_ITER = 25  # steps on the coefficients per projection (2-4 are typical; fewer cut how many starts
 # reach the best optimum: 4 of Epoch's 25 with 8 steps, against 24)
 _INNER_FTOL = 1e-13
+_INNER_SHARE = 1e-2  # of the outer step's promised decrease, below which an inner step's gain stops it
 _RIDGE = 1e-10  # relative to each diagonal entry of a coefficient step's matrix
 _LENGTHS = np.array([1.0, 0.5, 0.25, 0.1, 0.02])  # step lengths tried where Newton's full step fails
 
@@ -143,19 +144,38 @@ def project(problem: Problem, split: Split, u: np.ndarray, w: np.ndarray,
             also: np.ndarray | None = None, ftol: float = _INNER_FTOL,
             max_iter: int = _INNER_ITER) -> tuple[np.ndarray, np.ndarray]:
     """``u`` (k, q) with its linear coefficients replaced by their optimum for its other parameters, and
+    the objective there; see :func:`_project`."""
+    return _project(problem, split, u, w, _offset_basis(problem, split, u), also, ftol, max_iter)[:2]
+
+
+def _offset_basis(problem: Problem, split: Split, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The part of the prediction free of the coefficients, and their basis, at u (from the law's basis)."""
+    theta = problem.param.to_theta(u)
+    yhat, basis = problem.linear_basis(theta, split.names)
+    basis = np.ascontiguousarray(basis)  # one memory layout everywhere: matmul's rounding depends on it
+    with np.errstate(all="ignore"):
+        return yhat - (basis @ theta[:, split.theta_idx][..., None])[..., 0], basis
+
+
+def _project(problem: Problem, split: Split, u: np.ndarray, w: np.ndarray, parts: tuple,
+             also: np.ndarray | None = None, ftol: float = _INNER_FTOL, max_iter: int = _INNER_ITER,
+             gain_tol: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``u`` (k, q) with its linear coefficients replaced by their optimum for its other parameters, and
     the objective there (inf where no feasible coefficients were found). ``w`` (k, n): row weights.
 
     Starts, the best kept: the coefficients ``u`` carries, least squares on relative errors, and ``also``
     (k, m natural values; the solver passes the previous iterate's). ``ftol``: stop when a step gains less
     than this fraction of the objective, or after ``max_iter`` steps. Without the second start, half of Epoch's
     25 exponent starts stall; without the third, a bootstrap draw whose predicted coefficients land far
-    off can end above where it began."""
+    off can end above where it began. ``parts``: the prediction without the coefficients' terms, and
+    their basis (k, n, m), at u.
+    ``gain_tol`` (k,): also stop a row once a step gains less than this (absolute).
+
+    Returns the projected u, the objective, and the log residuals and predictions at the coefficients found."""
     param = problem.param
     theta = param.to_theta(u)
-    yhat, basis = problem.linear_basis(theta, split.names)  # (k, n, m), free of the coefficients
+    offset, basis = parts
     c = theta[:, split.theta_idx]
-    with np.errstate(all="ignore"):
-        offset = yhat - (basis @ c[..., None])[..., 0]
     logy = np.broadcast_to(problem.logy, offset.shape)
     ok = np.all(np.isfinite(basis), axis=(1, 2)) & np.all(np.isfinite(offset), axis=1)
     if not ok.all():
@@ -198,7 +218,8 @@ def project(problem: Problem, split: Split, u: np.ndarray, w: np.ndarray,
             pick, at = np.argmin(f_t, axis=1), np.arange(short.size)
             c_new[short], r_new[short], f_new[short] = trial[at, pick], r_t[at, pick], f_t[at, pick]
         better = f_new < f[idx]
-        small = ~better | ((f[idx] - f_new) <= ftol * np.maximum(f[idx], 1e-300))
+        tol = ftol * np.maximum(f[idx], 1e-300)
+        small = ~better | ((f[idx] - f_new) <= (tol if gain_tol is None else np.maximum(tol, gain_tol[idx])))
         keep = idx[better]
         c[keep], r[keep], f[keep] = c_new[better], r_new[better], f_new[better]
         active[idx[small]] = False
@@ -207,23 +228,64 @@ def project(problem: Problem, split: Split, u: np.ndarray, w: np.ndarray,
         out[:, split.lin] = np.where(split.log, np.log(np.maximum(c, 1e-300)), c)
     out = param.clip(out)
     f = np.where(ok, f, np.inf)
-    return out, f
+    with np.errstate(all="ignore"):
+        return out, f, r, offset + (basis @ c[..., None])[..., 0]
 
 
 def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = None, *, split: Split,
-              max_iter: int = 200, ftol: float = 1e-12,
-              on_iter: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              max_iter: int = 200, ftol: float = 1e-12, atol: float = 0.0,
+              on_iter: Callable[[int], None] | None = None,
+              exact_objective: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Levenberg-Marquardt on the non-linear parameters with the coefficients projected out; the same
-    contract as :func:`scalefit.solver._solve_block` (rows are independent; monotone descent; bounds)."""
+    contract as :func:`scalefit.solver._solve_block` (rows are independent; monotone descent; bounds).
+
+    Where the law gives its basis and Jacobian from one evaluation (``linear_parts``) and the block's
+    Jacobian fits the memory budget, each iteration evaluates the law once: at the trial point, for the
+    projection and for the next step's Jacobian (the coefficients change only linear terms). Rows of
+    zero weight (runs left out of a bootstrap draw) are then not evaluated at all where the law can skip
+    them."""
     loss = problem.loss
     u = problem.param.clip(np.array(u0, dtype=float, copy=True))
     w_all = np.broadcast_to(problem.w if weights is None else weights, (len(u), problem.n))
-    u, f = project(problem, split, u, w_all)
     L, R = np.array(split.lin), np.array(split.rest)
     curvature = partial(_curvature, loss)
+    fused = (isinstance(problem, Problem) and getattr(problem.law, "linear_parts", None) is not None
+             and problem.row_parts(*u.shape) is None)
+    masked = fused and not np.all(w_all > 0)
 
-    def propose(pa, ua, wa, lam):
-        g, H, bad = gauss_newton(pa, ua, wa, curvature)
+    def evaluate(pa, ua, wa, also=None, inner_ftol=_INNER_FTOL, gain_tol=None):
+        """The projection at ua, and (fused) the residuals and Jacobian where it lands."""
+        param = pa.param
+        if not fused:
+            parts = _offset_basis(pa, split, ua)
+            return _project(pa, split, ua, wa, parts, also, inner_ftol, gain_tol=gain_tol)[:2], None
+        need = wa > 0 if masked else None
+        theta = param.to_theta(ua)
+        rest = np.delete(theta, split.theta_idx, axis=1)
+        if len(theta) > 1 and np.all(rest == rest[0]):
+            # One setting of the other parameters for every row (bootstrap draws start at the optimum):
+            # the law is evaluated once (the same numbers, row for row, as evaluating every row).
+            _, basis, jacobian, predict = pa.linear_parts(theta[:1], split.names)
+            yhat, basis = predict(theta), np.repeat(basis, len(theta), axis=0)
+        else:
+            yhat, basis, jacobian, _ = pa.linear_parts(theta, split.names, need)
+        if need is not None:  # rows left out: neutral values (finite, and weighted 0 everywhere)
+            basis = np.where(need[..., None], basis, 0.0)
+            yhat = np.where(need, yhat, 1.0)
+        basis = np.ascontiguousarray(basis)  # as in _offset_basis
+        with np.errstate(all="ignore"):
+            offset = yhat - (basis @ theta[:, split.theta_idx][..., None])[..., 0]
+        out, f, r, yhat_c = _project(pa, split, ua, wa, (offset, basis), also, inner_ftol, gain_tol=gain_tol)
+        with np.errstate(all="ignore"):
+            J = jacobian(param.to_theta(out))
+            J /= yhat_c[..., None]
+        return (out, f), (r, param.jac_u(J, out))
+
+    def propose(pa, ua, wa, lam, held=None):
+        if held is None:
+            g, H, bad = gauss_newton(pa, ua, wa, curvature)
+        else:
+            g, H, bad = normal_equations(loss, *held, wa, curvature)
         # Schur complement onto the other parameters: their Gauss-Newton step with the coefficients
         # following along (the coefficients' own step is the linear prediction; projection then corrects it).
         H_ll, H_lr, H_rr = H[:, L][:, :, L], H[:, L][:, :, R], H[:, R][:, :, R]
@@ -237,22 +299,31 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
         u_new[:, R] += np.nan_to_num(step_r)
         u_new[:, L] += np.nan_to_num(step_l)
         c_old = problem.param.to_theta(ua)[:, split.theta_idx]
-        # The coefficients a tenth as tight as the outer steps: IRLS's linear tail (few residuals inside
-        # the Huber width) would otherwise spend 25 inner steps per projection on small tables.
-        u_new, f_new = project(pa, split, problem.param.clip(u_new), wa, also=c_old, ftol=max(_INNER_FTOL, 0.1 * ftol))
         promised = -np.sum(step_r * (g_r + 0.5 * _mv(S, step_r)), axis=1)
-        return u_new, f_new, bad, promised
+        # The coefficients a tenth as tight as the outer steps, and no tighter than a small share of the
+        # decrease this step promises: IRLS's linear tail (few residuals inside the Huber width) would
+        # otherwise spend up to 25 inner steps per projection far from the optimum.
+        (u_new, f_new), state = evaluate(pa, problem.param.clip(u_new), wa, also=c_old,
+                                         inner_ftol=max(_INNER_FTOL, 0.1 * ftol),
+                                         gain_tol=_INNER_SHARE * np.maximum(np.nan_to_num(promised), 0.0))
+        return (u_new, f_new, bad, promised) + (() if state is None else (state,))
 
-    u, f, converged = lm_loop(problem, u, f, w_all, propose, max_iter=max_iter, ftol=ftol, on_iter=on_iter)
-    # The objective exactly as everyone else computes it (the projection's agrees to rounding).
-    f = np.where(np.isfinite(f), problem.objective(u, w_all), np.inf)
+    (u, f), state = evaluate(problem, u, w_all)
+    u, f, converged = lm_loop(problem, u, f, w_all, propose, max_iter=max_iter, ftol=ftol, atol=atol,
+                              on_iter=on_iter, carry=state)
+    if exact_objective:  # as everyone else computes it (the projection's agrees to rounding)
+        f = np.where(np.isfinite(f), problem.objective(u, w_all), np.inf)
     return u, f, converged
 
 
 def solve(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = None, *, max_iter: int = 200,
-          ftol: float = 1e-12, progress: Callable[[int, int], None] | None = None, projected: bool = True):
+          ftol: float = 1e-12, atol: float = 0.0, progress: Callable[[int, int], None] | None = None,
+          projected: bool = True, exact_objective: bool = True):
     """:func:`scalefit.solver.solve_batch` with the linear coefficients projected out where the law
-    declares some (and some other parameter is free) and ``projected`` is true; the plain solver otherwise."""
+    declares some (and some other parameter is free) and ``projected`` is true; the plain solver otherwise.
+    ``exact_objective=False``: the projected solver returns its own objective values (equal to rounding;
+    one evaluation of the law fewer, for callers that need only the solution and whether it is finite)."""
     split = split_for(problem.param) if projected else None
-    block = None if split is None else partial(_vp_block, split=split)
-    return solve_batch(problem, u0, weights, max_iter=max_iter, ftol=ftol, progress=progress, block_solver=block)
+    block = None if split is None else partial(_vp_block, split=split, exact_objective=exact_objective)
+    return solve_batch(problem, u0, weights, max_iter=max_iter, ftol=ftol, atol=atol, progress=progress,
+                       block_solver=block)
