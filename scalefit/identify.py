@@ -57,7 +57,9 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .solver import Parameterization, Problem, solve_batch
+from .law import CurveLaw
+from .solver import Parameterization, Problem
+from .varpro import solve
 
 _NULL = 1e-12  # singular values below this fraction of the largest are exact null directions
 _FLOOR = 1e-7  # log-residual change per row below which two fits are the same to round-off
@@ -179,8 +181,11 @@ def _profile(problem: Problem, u_hat: np.ndarray, f_hat: float, Jw: np.ndarray, 
     starts = np.stack([u_hat[others] + comp, u_hat[others]])
     u = sub.param.clip(np.where(np.isfinite(starts), starts, u_hat[others]))
     best = math.inf
+    # Curve laws' linear coefficients projected out: 3x faster on 12 long multipower curves; a point law's
+    # five parameters solve faster without the projection's overhead.
+    projected = isinstance(problem.law, CurveLaw)
     for _ in range(_MAX_ITER // _ROUND):
-        u, f, done = solve_batch(sub, u, max_iter=_ROUND, ftol=1e-10)
+        u, f, done = solve(sub, u, max_iter=_ROUND, ftol=1e-10, projected=projected)
         best = float(np.min(f))
         if best - f_hat < threshold or np.all(done | ~np.isfinite(f)):
             break
