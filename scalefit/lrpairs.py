@@ -13,7 +13,6 @@ nearly 0, so every cumulative sum is kept as two terms (Knuth's TwoSum; see ``tw
 from __future__ import annotations
 
 import numpy as np
-from scipy import sparse
 
 from .errors import DataError
 
@@ -250,8 +249,7 @@ def blocked_pairs(rd: dict, n: int, eps: float, sel: np.ndarray | None = None, n
     del S_last, last_lo, offset, span
     with np.errstate(divide="ignore"):
         logR = np.log(R)
-    M = sparse.csr_matrix((g, (rd["idx"][sel][point], np.arange(g.size))), shape=(n, g.size))
-    return {"logR": logR, "logeta": le, "M": M}
+    return {"logR": logR, "logeta": le, "M": _gap_matrix(g, rd["idx"][sel][point], n)}
 
 def exact_pairs(rd: dict, n: int, p0: int = 0, p1: int | None = None) -> dict:
     """The run's (point, change step) pairs p0..p1-1 (point-major order): logR = log S_k(t), and the
@@ -267,8 +265,16 @@ def exact_pairs(rd: dict, n: int, p0: int = 0, p1: int | None = None) -> dict:
     R = _R(rd, rd["t"][point], kk)
     with np.errstate(divide="ignore"):
         logR = np.log(R)
-    M = sparse.csr_matrix((rd["gap"][j], (rd["idx"][point], np.arange(p.size))), shape=(n, p.size))
-    return {"logR": logR, "logeta": rd["logeta"][j], "M": M}
+    return {"logR": logR, "logeta": rd["logeta"][j], "M": _gap_matrix(rd["gap"][j], rd["idx"][point], n)}
+
+
+def _gap_matrix(gaps: np.ndarray, rows: np.ndarray, n: int):
+    """The n x pairs matrix that sums pair terms into their points, weighted by the LR gaps. scipy.sparse
+    is imported here, not with the module: a schedule optimisation evaluates the law without pairs and
+    would otherwise pay its ~0.2 s import."""
+    from scipy import sparse
+
+    return sparse.csr_matrix((gaps, (rows, np.arange(gaps.size))), shape=(n, gaps.size))
 
 def chunk_size() -> int:
     """Pairs built at a time for a design too large to keep: as many as fit the block budget
