@@ -90,6 +90,10 @@ def shipping(paths: dict, repeats: int) -> list[tuple[str, float, float]]:
     problem = Problem(law, law.prepare(data), data.column("loss"), None, Parameterization(law), RobustLoss("huber", 1e-3))
     want = [float(problem.logy[i]) for i in range(8)]
     out = []
+    if "ray" in paths:  # joblib's ray backend, for the problem-in-every-task column (scalefit runs ray's own tasks)
+        from ray.util.joblib import register_ray
+
+        register_ray()
     for backend in paths:
         if backend == "serial":
             continue
