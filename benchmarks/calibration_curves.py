@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--curves", default="3,5,10")
     parser.add_argument("--offset", type=float, default=0.003, help="sd of each run's log offset")
     parser.add_argument("--noise", type=float, default=0.003, help="marginal sd of the AR(1) step noise (log)")
+    parser.add_argument("--out", type=Path, default=OUT, help="the results file (default: %(default)s)")
     parser.add_argument("--calibrate", default="3,5", help="designs (curve counts) that are also calibrated "
                         "(backtests: one refit per curve plus one, so slow)")
     args = parser.parse_args()
@@ -96,7 +97,7 @@ def main() -> None:
             truth = "the law's value" if kind == "confidence" else "a new run's final loss"
             lines.append(f"| {n} | {reps} | {method} | {kind} | {truth} | {100 * p:.1f} % | {100 * se:.1f} | "
                          f"{100 * w:.2f} % | {sec:.1f} |")
-        OUT.write_text("\n".join(lines) + "\n")  # after every design: a long run keeps what it measured
+        args.out.write_text("\n".join(lines) + "\n")  # after every design: a long run keeps what it measured
         print("\n".join(lines), flush=True)
 
     replicates = dict(zip(args.curves.split(","), map(int, str(args.replicates).split(",")))) \
