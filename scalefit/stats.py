@@ -86,8 +86,8 @@ def stretch_factor(n_runs: int, n_free: int, ci: float) -> float:
 
     Measured (benchmarks/calibration.py, Chinchilla truth, 200 simulated sweeps per design): with 5 sizes
     x 5 token budgets the reported 95 % intervals cover the true parameters and a 10x extrapolated
-    forecast 96.5-99.5 % of the time (the plain percentile interval is already conservative there); with
-    only 3 sizes at 2 % noise the plain interval covers 93 % and the stretched one 94.5-98.5 %.
+    forecast 95.5-99.0 % of the time (the plain percentile interval is already conservative there); with
+    only 3 sizes at 2 % noise the plain interval covers 91.5 % and the stretched one 94.0-97.0 %.
     """
     p = 0.5 + ci / 2
     return float(_t_quantile(p, max(n_runs - n_free, 1)) / NormalDist().inv_cdf(p))
