@@ -242,8 +242,8 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
     Where the law gives its basis and Jacobian from one evaluation (``linear_parts``) and the block's
     Jacobian fits the memory budget, each iteration evaluates the law once: at the trial point, for the
     projection and for the next step's Jacobian (the coefficients change only linear terms). Rows of
-    zero weight (runs left out of a bootstrap draw) are then not evaluated at all where the law can skip
-    them."""
+    zero weight (runs left out of a bootstrap draw) are then not evaluated during the iterations where the
+    law can skip them; the end point is checked on every row (a law not finite there fails the draw)."""
     loss = problem.loss
     u = problem.param.clip(np.array(u0, dtype=float, copy=True))
     w_all = np.broadcast_to(problem.w if weights is None else weights, (len(u), problem.n))
@@ -311,7 +311,9 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
     (u, f), state = evaluate(problem, u, w_all)
     u, f, converged = lm_loop(problem, u, f, w_all, propose, max_iter=max_iter, ftol=ftol, atol=atol,
                               on_iter=on_iter, carry=state)
-    if exact_objective:  # as everyone else computes it (the projection's agrees to rounding)
+    # As everyone else computes it (the projection's agrees to rounding). Masked: the rows left out were
+    # never evaluated, and a point where the law is not finite on them fails here, as it would unmasked.
+    if exact_objective or masked:
         f = np.where(np.isfinite(f), problem.objective(u, w_all), np.inf)
     return u, f, converged
 
