@@ -115,6 +115,8 @@ def _t_quantile(p: float, df: int) -> float:
         return t
     log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
     lo, hi = z, max(t, z) * 4.0 + 10.0  # the quantile lies above the normal one
+    while _t_cdf(hi, df) < p and hi < 1e300:  # far tails of few degrees of freedom lie beyond that
+        lo, hi = hi, hi * 4.0
     for _ in range(100):
         if not lo <= t <= hi:
             t = 0.5 * (lo + hi)  # Newton left the bracket: bisect instead

@@ -18,6 +18,12 @@ def test_matches_scipy_over_degrees_of_freedom_and_levels():
             assert _t_quantile(p, df) == pytest.approx(float(special.stdtrit(df, p)), rel=1e-10)
 
 
+def test_far_tail_of_few_degrees_of_freedom():
+    special = pytest.importorskip("scipy.special")
+    for df, p in ((3, 1 - 1e-10), (2, 1 - 1e-9), (5, 1 - 1e-9)):  # beyond the first bracket's end
+        assert _t_quantile(p, df) == pytest.approx(float(special.stdtrit(df, p)), rel=1e-6)
+
+
 def test_symmetric_and_rejects_nonsense():
     assert _t_quantile(0.1, 7) == -_t_quantile(0.9, 7)
     with pytest.raises(ValueError):
