@@ -72,15 +72,6 @@ def _ratio(w: np.ndarray) -> np.ndarray:
     return np.where(small, 1.0 - 0.5 * w, -np.expm1(-safe) / safe)
 
 
-def _phi(w: np.ndarray) -> np.ndarray:
-    """phi(w) = (w e^-w + e^-w - 1) / w^2 = d r(beta l) / d beta / l^2, with its series below w = 1e-3
-    (the direct form cancels there)."""
-    small = w < 1e-3
-    safe = np.where(small, 1.0, w)
-    direct = (safe * np.exp(-safe) + np.expm1(-safe)) / (safe * safe)
-    return np.where(small, -0.5 + w / 3.0 - w * w / 8.0, direct) if small.any() else direct
-
-
 def _vectors_needing(ch: dict, need: np.ndarray) -> np.ndarray:
     """Indices of the vectors whose ``need`` (k, n) includes a row that the chunk's pairs sum into."""
     if "rows" not in ch:  # computed once per chunk kept in the design
