@@ -449,7 +449,7 @@ def lm_loop(problem: Problem, u: np.ndarray, f: np.ndarray, w_all: np.ndarray, p
 
 def summed(loss: RobustLoss, r: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The objective from residuals r (k, n): inf where it is not finite (as :meth:`Problem.objective`)."""
-    with np.errstate(invalid="ignore"):
+    with np.errstate(all="ignore"):
         f = np.sum(w * loss.rho(r), axis=-1)
     return np.where(np.isfinite(f), f, np.inf)
 

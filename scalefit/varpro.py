@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from .solver import Parameterization, Problem, damped, gauss_newton, lm_loop, normal_equations, solve_batch
+from .solver import Parameterization, Problem, damped, gauss_newton, lm_loop, normal_equations, solve_batch, summed
 
 _INNER_ITER = 25  # steps on the coefficients per projection (2-4 are typical; fewer cut how many starts
 # reach the best optimum: 4 of Epoch's 25 with 8 steps, against 24)
@@ -108,12 +108,6 @@ def _log_resid(offset, basis, c, logy):
         return np.log(offset + (basis @ c[..., None])[..., 0]) - logy
 
 
-def _huber_sum(problem: Problem, r: np.ndarray, w: np.ndarray) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        f = np.sum(w * problem.loss.rho(r), axis=-1)
-    return np.where(np.isfinite(f), f, np.inf)
-
-
 def _direction(J_t: np.ndarray, g: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """The Gauss-Newton step -(J' W J)^-1 g with row weights ``weight`` (a relative ridge keeps it finite)."""
     H = (J_t * weight[:, None, :]) @ J_t.transpose(0, 2, 1)
@@ -186,7 +180,7 @@ def _project(problem: Problem, split: Split, u: np.ndarray, w: np.ndarray, parts
         starts.append(np.clip(also, split.lo, split.hi))
     trial = np.stack(starts, axis=1)  # (k, s, m)
     r_t = _log_resid(offset[:, None], basis[:, None], trial, logy[:, None])
-    f_t = _huber_sum(problem, r_t, w[:, None, :])
+    f_t = summed(problem.loss, r_t, w[:, None, :])
     pick, at = np.argmin(f_t, axis=1), np.arange(len(c))
     c, r, f = trial[at, pick], r_t[at, pick], f_t[at, pick]
     active = np.isfinite(f) & ok
@@ -205,7 +199,7 @@ def _project(problem: Problem, split: Split, u: np.ndarray, w: np.ndarray, parts
         newton = _direction(J_t, g, wi * _curvature(loss, ri))
         c_new = np.clip(ci + newton, split.lo, split.hi)
         r_new = _log_resid(oi, bi, c_new, li)
-        f_new = _huber_sum(problem, r_new, wi)
+        f_new = summed(problem.loss, r_new, wi)
         short = np.flatnonzero(~(f_new < f[idx]))
         if short.size:
             J_s = J_t[short]
@@ -214,7 +208,7 @@ def _project(problem: Problem, split: Split, u: np.ndarray, w: np.ndarray, parts
             lengths = (_LENGTHS[None, :, None, None] * both[:, None]).reshape(short.size, -1, both.shape[-1])
             trial = np.clip(ci[short, None, :] + lengths, split.lo, split.hi)
             r_t = _log_resid(oi[short, None], bi[short, None], trial, li[short, None])
-            f_t = _huber_sum(problem, r_t, wi[short, None, :])
+            f_t = summed(problem.loss, r_t, wi[short, None, :])
             pick, at = np.argmin(f_t, axis=1), np.arange(short.size)
             c_new[short], r_new[short], f_new[short] = trial[at, pick], r_t[at, pick], f_t[at, pick]
         better = f_new < f[idx]
