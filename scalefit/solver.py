@@ -274,9 +274,9 @@ class Problem:
         return r, self.param.jac_u(jac, u)
 
     def row_parts(self, k: int, q: int) -> list[slice] | None:
-        """Row ranges for :func:`gauss_newton` where k parameter vectors' Jacobian over every row would not
-        fit the block budget (a 1M-row curve table: 10 arrays of n x (q + 1) for one vector alone) and the
-        design can be cut by rows (each entry an array over them); None when it fits."""
+        """Row ranges for :func:`gauss_newton` where k vectors' Jacobian over every row would not fit the
+        block budget (a 1M-row curve table: 10 arrays of n x (q + 1) for one vector alone) and the design can
+        be cut by rows (each entry an array over them); None when it fits or cannot be cut (chunked pairs)."""
         from .limits import limit
 
         budget = limit("block_bytes")

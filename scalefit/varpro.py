@@ -233,8 +233,8 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
     """Levenberg-Marquardt on the non-linear parameters with the coefficients projected out; the same
     contract as :func:`scalefit.solver._solve_block` (rows are independent; monotone descent; bounds).
 
-    Where the law gives its basis and Jacobian from one evaluation (``linear_parts``) and the block's
-    Jacobian fits the memory budget, each iteration evaluates the law once: at the trial point, for the
+    Where the law gives its basis and Jacobian from one evaluation (``linear_parts``) and the block is
+    not cut into row ranges (:meth:`~scalefit.solver.Problem.row_parts` is None), each iteration evaluates the law once: at the trial point, for the
     projection and for the next step's Jacobian (the coefficients change only linear terms). Rows of
     zero weight (runs left out of a bootstrap draw) are then not evaluated during the iterations where the
     law can skip them; the end point is checked on every row (a law not finite there fails the draw)."""
