@@ -56,6 +56,7 @@ _CURVE_CHUNK = 1 << 18  # pairs built at a time by curve() (small temporaries ar
 _FEW_POINTS = 8  # curve() sums exactly for this many points of one parameter vector at any horizon
 _EXACT_WORK = PAIR_BUDGET  # curve() sums exactly while pairs x parameter vectors stay below this
 _Z_MAX = 700.0
+_BIG = float(np.exp(_Z_MAX))
 _START = 0.1  # schedule curves: blocks also end on a grid of relative width 0.1 in k (see blocked_pairs)
 
 
@@ -70,6 +71,22 @@ def _ratio(w: np.ndarray) -> np.ndarray:
     small = w < 1e-6
     safe = np.where(small, 1.0, w)
     return np.where(small, 1.0 - 0.5 * w, -np.expm1(-safe) / safe)
+
+
+def _saturation(lg: np.ndarray, beta: float, C: float) -> tuple[np.ndarray, np.ndarray]:
+    """H = (1 - e^(-beta lg)) / (C beta) and e^(-beta lg) from lg = log(1 + C x), with one expm1 pass
+    (schedule optimisation; beta lg -> 0 gives the logarithmic drop H = lg / C)."""
+    w = beta * lg
+    if w.size and w.min() >= 1e-6:  # the common case, in place
+        decay = np.negative(w)
+        np.expm1(decay, out=decay)  # e^-w - 1
+        H = decay / w
+        np.negative(H, out=H)  # (1 - e^-w) / w
+        H *= lg
+        H /= C
+        decay += 1.0
+        return H, decay
+    return lg * _ratio(w) / C, np.exp(-w)
 
 
 def _vectors_needing(ch: dict, need: np.ndarray) -> np.ndarray:
@@ -374,30 +391,57 @@ class MultiPower(CurveLaw):
         return int(160 * n_steps + 8 * n_points * (6 + 4 * n_theta) + 400 * _CURVE_CHUNK + 48 * _BLOCK_ELEMS)
 
     def _final_terms(self, theta, eta, warmup, grad: bool = True):
-        """The pieces of L(T) shared by :meth:`final_loss` and :meth:`final_loss_grad` (one code path, so
-        the two give the same loss to the bit). Only steps where the LR changes (gap != 0) add to the loss,
-        so without ``grad`` the transcendental work is done there alone: a WSD schedule's stable phase is
-        skipped, which makes a WSD grid search several times cheaper."""
+        """L(T) and the per-step pieces its gradient reuses (one code path for :meth:`final_loss` and
+        :meth:`final_loss_grad`, so the two give the same loss to the bit). Only steps where the LR changes
+        (gap != 0) add to the loss, so without ``grad`` the transcendental work is done there alone: a WSD
+        schedule's stable phase is skipped, which makes a WSD grid search several times cheaper.
+
+        Four transcendental passes (log eta, eta^-gamma, log(1 + C x), and expm1 for H, whose e^(-beta lg)
+        is also H'(x) (1 + C x)), computed in place, and eta^-gamma only where the LR changes (a stable
+        phase repeats it): the optimiser calls this a few hundred times on arrays of every step, where
+        each extra pass or temporary array costs as much as the arithmetic."""
         th = np.asarray(theta, dtype=float).ravel()
         L0, A, alpha, Bs, C, beta, gamma = th
         eta = np.asarray(eta, dtype=float)
         T = eta.size
         S = eta.sum()
-        R = np.cumsum(eta[::-1])[::-1]  # R_k = sum_{tau >= k} eta_tau
-        gap = np.zeros(T)
-        gap[1:] = np.diff(eta)
+        R = np.empty(T)
+        np.cumsum(eta[::-1], out=R[::-1])  # R_k = sum_{tau >= k} eta_tau
+        gap = np.empty(T)
+        gap[0] = 0.0
+        np.subtract(eta[1:], eta[:-1], out=gap[1:])
+        if grad:  # the steps whose LR differs from the step before's (before the paper's warm-up is cut)
+            fresh = gap != 0.0
+            fresh[0] = True
+            fresh = np.flatnonzero(fresh)
         top = (warmup - 1 if warmup else int(np.argmax(eta))) if self.convention == "paper" else -1
         gap[: top + 1] = 0.0
-        at = slice(None) if grad else np.flatnonzero(gap)
-        safe = np.maximum(eta[at], 1e-300)
-        with np.errstate(divide="ignore"):
-            z0 = np.clip(-gamma * np.log(safe) + np.log(np.maximum(R[at], 0.0)), -745.0, _Z_MAX)  # log x0
-        lg = np.log1p(np.exp(np.clip(np.log(C) + z0, -745.0, _Z_MAX)))  # log(1 + C x0)
-        H = lg * _ratio(beta * lg) / C  # (1 - (1 + C x0)^-beta) / (C beta)
-        nz = np.flatnonzero(gap[at]) if grad else slice(None)
+        at = None if grad else np.flatnonzero(gap != 0.0)
+        inv = np.maximum(eta[fresh] if grad else eta[at], 1e-300)
+        np.log(inv, out=inv)
+        inv *= -gamma
+        np.minimum(inv, _Z_MAX, out=inv)
+        np.exp(inv, out=inv)  # eta^-gamma
+        if grad:  # carried over the steps that repeat the LR before them
+            carry = np.zeros(T, dtype=np.intp)
+            carry[fresh] = np.arange(fresh.size)
+            np.maximum.accumulate(carry, out=carry)
+            inv = inv[carry]
+        r = R if grad else R[at]
+        with np.errstate(over="ignore"):
+            u = inv * r  # x = eta^-gamma R
+            u *= C
+        np.clip(u, 0.0, _BIG, out=u)  # C x, as far as exp(_Z_MAX)
+        lg = np.log1p(u)  # log(1 + C x)
+        H, decay = _saturation(lg, beta, C)
+        if grad:
+            nz = np.flatnonzero(gap != 0.0)
+            g, h = gap[nz], H[nz]
+        else:
+            g, h = gap[at], H
         # summed over the change points alone in both paths, so that the two agree to the bit
-        loss = L0 + A * S ** (-alpha) + Bs * float((gap[at][nz] * H[nz]).sum())  # no BLAS: threads cost more here
-        return float(loss), dict(th=th, S=S, gap=gap, top=top, safe=safe, z0=z0, lg=lg, H=H)
+        loss = L0 + A * S ** (-alpha) + Bs * float((g * h).sum())  # no BLAS: threads cost more here
+        return float(loss), dict(th=th, S=S, R=R, gap=gap, top=top, inv=inv, u=u, H=H, decay=decay)
 
     def final_loss(self, theta, eta, warmup: int | None = None) -> float:
         """Predicted loss at the last step of ``eta`` (as :meth:`final_loss_grad`, without the gradient)."""
@@ -414,20 +458,26 @@ class MultiPower(CurveLaw):
         """
         loss, v = self._final_terms(theta, eta, warmup)
         L0, A, alpha, Bs, C, beta, gamma = v["th"]
-        S, gap, top, safe, z0, lg, H = (v[key] for key in ("S", "gap", "top", "safe", "z0", "lg", "H"))
+        S, R, gap, top, inv, u, H, w = (v[key] for key in ("S", "R", "gap", "top", "inv", "u", "H", "decay"))
         T = gap.size
         grad = np.full(T, -alpha * A * S ** (-alpha - 1.0))
-        # gap_j = eta_j - eta_{j-1} and gap_{j+1} = eta_{j+1} - eta_j
-        mask = np.ones(T)
-        mask[: max(top, 0) + 1] = 0.0  # gap_0 does not exist (no eta_-1), nor do the excluded warm-up gaps
-        BH = Bs * H * mask
-        grad += BH
-        grad[:-1] -= BH[1:]
-        w = gap * np.exp(-(beta + 1.0) * lg)  # gap_k H'(x_k)
-        with np.errstate(over="ignore"):
-            inv = np.exp(np.minimum(-gamma * np.log(safe), _Z_MAX))  # eta^-gamma
-        grad += Bs * np.cumsum(w * inv)  # through R_k, k <= j
-        grad -= (Bs * gamma) * w * np.exp(z0) / safe  # through eta_k^-gamma at k = j
+        # gap_j = eta_j - eta_{j-1} and gap_{j+1} = eta_{j+1} - eta_j; gap_0 does not exist (no eta_-1),
+        # nor do the excluded warm-up gaps
+        H *= Bs
+        H[: max(top, 0) + 1] = 0.0
+        grad += H
+        grad[:-1] -= H[1:]
+        u += 1.0
+        w /= u  # H'(x) = e^(-beta lg) / (1 + C x)
+        w *= gap  # gap_k H'(x_k)
+        w *= inv
+        np.cumsum(w, out=u)
+        u *= Bs
+        grad += u  # through R_k, k <= j
+        w *= R  # gap_j H'(x_j) x_j
+        w *= Bs * gamma
+        w /= np.maximum(np.asarray(eta, dtype=float), 1e-300)
+        grad -= w  # through eta_k^-gamma at k = j
         return loss, grad
 
 
