@@ -213,7 +213,9 @@ def format_value(value) -> str:
 def unit_gap(values: np.ndarray) -> tuple[float, float] | None:
     """``(below, above)``: the two neighbouring distinct values with the widest gap, when it is wider than
     :data:`UNIT_GAP_ORDERS` orders of magnitude (a column mixing units); else None."""
-    values = np.unique(values[np.isfinite(values) & (values > 0)])
+    # Sorted with repeats (np.unique would import numpy.ma, 25 ms of a whole-process fit): a repeat adds a
+    # zero step, so the widest step and its two ends are those between distinct neighbours.
+    values = np.sort(values[np.isfinite(values) & (values > 0)])
     if values.size < 2:
         return None
     steps = np.diff(np.log10(values))

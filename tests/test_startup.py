@@ -33,7 +33,7 @@ LOADED = """
 import json, sys
 heavy = sorted({m.split('.')[0] for m in sys.modules} & set(%r))
 print(json.dumps({"heavy": heavy, "scalefit": sorted(m for m in sys.modules if m.startswith("scalefit")),
-                  "rich": sorted(m for m in sys.modules if m in ("rich.markdown", "rich.traceback"))}))
+                  "rich": sorted(m for m in sys.modules if m.split(".")[0] == "rich")}))
 """ % (HEAVY,)
 
 
@@ -62,7 +62,7 @@ def test_help_loads_no_heavy_library_and_no_command_module():
     loaded = fresh(run_cli("--help"))
     assert loaded["heavy"] == []
     assert not [m for m in loaded["scalefit"] if m.startswith("scalefit.cli.") and m.split(".")[-1][0] != "_"]
-    assert loaded["rich"] == []  # typer's help module came without rich.markdown and rich.traceback
+    assert loaded["rich"] == []  # help pages are click's plain text: rich is not imported at all
 
 
 def test_a_group_help_and_a_usage_error_load_no_heavy_library():
@@ -78,6 +78,33 @@ def test_predict_from_published_values_loads_neither_pydantic_nor_the_other_comm
     commands = {m for m in loaded["scalefit"] if m.startswith("scalefit.cli.") and m.split(".")[-1][0] != "_"}
     assert commands == {"scalefit.cli.predict"}
 
+
+
+def test_a_json_forecast_loads_no_rich_and_a_table_forecast_no_file_writer():
+    forecast = ("predict", "--law", "chinchilla", "--reference", "epoch", "--compute", "1e24")
+    listed = 'print(json.dumps(sorted(m for m in sys.modules if any(m == x or m.startswith(x + ".") for x in %r))))'
+    assert fresh(run_cli(*forecast, "--json") + listed % (("rich",),)) == []  # the size echo is plain text
+    assert fresh(run_cli(*forecast) + listed % (("tempfile", "scalefit._io"),)) == []  # it writes no file
+
+
+def test_an_info_line_is_what_rich_would_print(capsys):
+    """Before a rich console exists, info() writes the line itself; it is the line rich prints."""
+    from scalefit.cli import _output
+
+    message = "1e24 → 1.00e+24 FLOPs\tand [bold]markup[/bold] :fire: \x1b[31m kept literal " + "long " * 40
+    stderr = _output.err_console
+    made = stderr._console
+    try:
+        stderr._console = None
+        _output.info(message)
+        plain = capsys.readouterr().err
+        assert stderr._console is None  # no console was made for it
+        stderr.real  # noqa: B018 - now a rich console exists: info() goes through it
+        _output.info(message)
+        assert capsys.readouterr().err == plain
+    finally:
+        stderr._console = made
+    assert plain.count("\n") == 1 and "\\x1b[31m" in plain
 
 
 def test_a_json_fit_with_draws_loads_no_pandas_scipy_or_rich(tmp_path):
@@ -137,10 +164,19 @@ def test_the_package_lists_its_lazy_names():
 
 # --------------------------------------------------------------------------- the same help, the same values
 def _reference_app() -> typer.Typer:
-    """The root as it was built before commands loaded on demand: every command registered up front."""
-    from scalefit.cli import COMMANDS, _root
+    """The root as it was built before commands loaded on demand: every command registered up front (with
+    the same plain help pages)."""
+    from typer.core import TyperGroup
 
-    ref = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    from scalefit.cli import _SETTINGS, COMMANDS, _root
+    from scalefit.cli._help import plain_help
+
+    class EagerRoot(TyperGroup):
+        def main(self, *args, **kwargs):
+            plain_help(self)
+            return super().main(*args, **kwargs)
+
+    ref = typer.Typer(cls=EagerRoot, no_args_is_help=True, **_SETTINGS,
                       help="Fit and forecast neural scaling laws with honest error bars.")
     ref.callback()(_root)
     groups = []

@@ -4,7 +4,8 @@ Every command group lives in its own module and exposes ``app``. Library errors
 (:class:`scalefit.errors.ScalefitError`) become one line on stderr and an exit code here, in one place.
 Start-up stays small: a command's module is imported only when it runs (:data:`COMMANDS`), each imports
 the library inside its function, and typer's own start-up work is cut to what is used (:mod:`._startup`);
-``scalefit --help`` imports neither numpy nor pydantic.
+``scalefit --help`` imports neither numpy nor pydantic nor rich. Help pages are click's plain text, with
+click's names for values (:mod:`._help`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from ..errors import ScalefitError
-from ._options import leaf_command, to_flags
-from ._output import clean
-from ._startup import defer_rich_help_imports, lighten
+from ._help import first_paragraph, plain_help
+from ._startup import lighten
 
 # Options whose value may be left out: ``--reference`` alone means the law's first published set.
 _OPTIONAL_VALUE = {"--reference": "default"}
@@ -45,9 +45,7 @@ class _Boundary(TyperGroup):
         return rest
 
     def invoke(self, ctx):
-        from .._io import written
-
-        before = len(written())
+        before = len(_written())
         restore = _catch_termination()
         try:
             with warnings.catch_warnings():
@@ -55,6 +53,9 @@ class _Boundary(TyperGroup):
                 warnings.showwarning = _show_warning
                 return super().invoke(ctx)
         except ScalefitError as exc:
+            from ._options import leaf_command, to_flags  # here: only an error needs them (not --help)
+            from ._output import clean
+
             message = str(exc)
             if getattr(exc, "options", ()):
                 message = to_flags(message, exc.options, leaf_command(self, ctx, ctx.meta.get(_PATH, ())))
@@ -62,9 +63,11 @@ class _Boundary(TyperGroup):
             typer.echo(f"error: {message}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
+            from ._output import clean
+
             # Ctrl-C or a termination signal: say honestly which files are complete (each was written
             # atomically, so nothing is half-written) and exit 128 + the signal number.
-            done = list(dict.fromkeys(written()[before:]))  # a file rewritten row by row is named once
+            done = list(dict.fromkeys(_written()[before:]))  # a file rewritten row by row is named once
             outcome = (f"wrote {', '.join(clean(p) for p in done)} before stopping" if done
                        else "nothing was written")
             if isinstance(exc, Terminated):
@@ -74,6 +77,13 @@ class _Boundary(TyperGroup):
             ctx.exit(130)
         finally:
             restore()
+
+
+def _written() -> list:
+    """Files this process has written so far, without importing the writer (``_io``, with tempfile) for a
+    command that writes nothing: not imported yet means none."""
+    io = sys.modules.get(__name__.rpartition(".")[0] + "._io")
+    return io.written() if io is not None else []
 
 
 class Terminated(KeyboardInterrupt):
@@ -116,6 +126,8 @@ def _catch_termination():
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from ._output import clean
+
     typer.echo(f"warning: {clean(message)}", err=True)
 
 
@@ -154,7 +166,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Optimal learning rate and batch size: fit the Step Law to a sweep, forecast it (Li et al. 2025)."),
 }
 
-_SETTINGS = dict(pretty_exceptions_enable=False, add_completion=False)
+# rich_markup_mode=None: help pages and usage errors in click's plain text, without rich (see ._help).
+_SETTINGS = dict(pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
 
 
 def build_command(name: str):
@@ -170,6 +183,7 @@ def build_command(name: str):
         holder.command(name)(target)
         command = typer.main.get_command(holder)
     lighten(command)
+    plain_help(command)
     return command
 
 
@@ -220,8 +234,8 @@ class _Root(_Boundary):
         self._listing = False
 
     def main(self, *args, **kwargs):
-        defer_rich_help_imports()
         lighten(self, subcommands=False)
+        plain_help(self, subcommands=False)
         return super().main(*args, **kwargs)
 
     def list_commands(self, ctx) -> list[str]:
@@ -229,7 +243,8 @@ class _Root(_Boundary):
 
     def get_command(self, ctx, name: str):
         if self._listing and name in COMMANDS and name in self.commands and self.commands.built(name) is None:
-            return TyperCommand(name, help=COMMANDS[name][2])  # its line in the listing; nothing imported
+            listed = COMMANDS[name][2]  # its line in the listing, whole (click would cut it); nothing imported
+            return TyperCommand(name, help=listed, short_help=first_paragraph(listed))
         return self.commands.get(name)
 
     def format_help(self, ctx, formatter) -> None:

@@ -8,7 +8,6 @@ built with :func:`styled`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -97,6 +96,8 @@ def line(*parts):
 
 def emit_json(obj: Any) -> None:
     """Print exactly one JSON object on stdout (control characters are escaped by JSON itself)."""
+    import json
+
     from .._io import json_safe
 
     sys.stdout.write(json.dumps(json_safe(obj), indent=2) + "\n")
@@ -108,6 +109,10 @@ def warn(message: str) -> None:
 
 
 def info(message: str) -> None:
+    if err_console._console is None:  # no rich console yet, so no live progress display to print around:
+        sys.stderr.write(clean(message).expandtabs(8) + "\n")  # the line rich would print, without rich
+        sys.stderr.flush()
+        return
     err_console.print(message, highlight=False)
 
 
