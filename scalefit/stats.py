@@ -73,8 +73,16 @@ def residual_scale(r: np.ndarray, n_free: int) -> float:
     r = r[np.isfinite(r)]
     if r.size <= n_free:
         return float("nan")
-    mad = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+    mad = 1.4826 * _median(np.abs(r - _median(r)))
     return mad * math.sqrt(r.size / (r.size - n_free))
+
+
+def _median(x: np.ndarray) -> float:
+    """np.median of finite values, by a partition (np.median imports numpy.ma, 15-30 ms of a point
+    fit's whole process)."""
+    n = x.size
+    part = np.partition(x, [(n - 1) // 2, n // 2])
+    return 0.5 * float(part[(n - 1) // 2] + part[n // 2])
 
 
 def stretch_factor(n_runs: int, n_free: int, ci: float) -> float:
