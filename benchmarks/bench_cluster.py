@@ -201,7 +201,8 @@ def main(argv=None) -> int:
         "",
         f"Medians of {args.repeats} sweeps, paths alternated, after a warm-up sweep per path (its time: *cold*, "
         f"which includes starting loky's workers). dask: `LocalCluster(n_workers=2, threads_per_worker=1)` "
-        f"(processes); ray: `ray.init(num_cpus=2)`; their own start-up is listed apart. *Same round vs loky*: "
+        f"(processes); ray: `ray.init(num_cpus=2)`; both run scalefit's own tasks, each sent when a worker is "
+        f"free (`parallel_map`); their own start-up is listed apart. *Same round vs loky*: "
         f"the median over rounds of each round's time over loky's in that round.",
         "",
         "| path | median s | sweeps (s) | vs serial | vs loky --jobs 2 | same round vs loky | cold sweep s | "

@@ -4,7 +4,7 @@ Two resamplings (``method``): "runs" draws runs with replacement (a curve is one
 row by its run's count; "wild" keeps every run and multiplies each run's block of residuals at the
 optimum by one random weight (the wild cluster bootstrap: Webb's six points below ``WILD_BELOW`` runs,
 Rademacher above), which gives 216 distinct draws from 3 curves where run resampling gives 10. Draws
-are seeded and identical across joblib backends (``loky``, ``threading``, ``dask``, ``ray``); repeated
+are seeded and identical across backends (``loky``, ``threading``, ``dask``, ``ray``); repeated
 resamples are solved once; huge ones are streamed chunk by chunk so memory stays bounded.
 
 Parallel work goes through :func:`parallel_map` (the bootstrap here, whole backtests in
@@ -162,7 +162,7 @@ def _effective_jobs(jobs: int) -> int:
 def cluster_workers(backend: str, jobs: int) -> int:
     """How many workers will take tasks: ``jobs`` for loky, threading and ray (at most that many ray tasks
     run at once; -1: the ray cluster's CPUs once connected, else this machine's); every worker thread of
-    the dask cluster, which joblib's dask backend uses whatever ``jobs`` says. Call after
+    the dask cluster, whatever ``jobs`` says (the cluster's size is the user's choice). Call after
     :func:`scalefit.fit.connect_backend`."""
     if backend == "dask":
         from distributed import get_client
@@ -181,43 +181,98 @@ def _with_shared(fn: Callable, shared, *args):
     return fn(shared, *args)
 
 
+def _in_order(submit: Callable, first_done: Callable, result: Callable, cancel: Callable,
+              items: Iterable[tuple], workers: int) -> Iterator:
+    """Run ``submit(item)`` for every item with at most ``workers`` tasks submitted at once, yielding
+    ``result(task)`` in the items' order as results arrive (``first_done(tasks)``: the finished ones, after
+    waiting for at least one). A task is submitted only when a worker is free, so the cluster hands it to
+    that worker; closing the generator (an interrupt, an error) cancels the tasks still out."""
+    todo = iter(items)
+    running: dict = {}  # task handle -> position
+    arrived: dict = {}
+    submitted = given = 0
+
+    def refill():
+        nonlocal submitted
+        while len(running) < workers:
+            item = next(todo, None)
+            if item is None:
+                return
+            running[submit(item)] = submitted
+            submitted += 1
+
+    try:
+        while True:
+            refill()
+            if not running:
+                return
+            done = [(running.pop(task), task) for task in first_done(list(running))]
+            refill()  # the freed workers get their next task before the results travel back
+            for position, task in done:
+                arrived[position] = result(task)
+            while given in arrived:
+                yield arrived.pop(given)
+                given += 1
+    finally:
+        if running:
+            cancel(list(running))
+
+
 def _ray_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Iterator:
     """:func:`parallel_map` on ray, with ray's own tasks: the table put once into the object store (each
-    task gets it back zero-copy from the node's shared memory), at most ``workers`` tasks running, results
-    yielded in order as they arrive. joblib's ray backend was measured and not used: it starts a fresh pool
-    of actors on every call (6-10 s for 8 tiny tasks on a local 2-CPU instance, where these tasks take
-    0.1 s: benchmarks/results/cluster.md) and cannot stream results."""
+    task gets it back zero-copy from the node's shared memory). joblib's ray backend was measured and not
+    used: it starts a fresh pool of actors on every call (6-10 s for 8 tiny tasks on a local 2-CPU
+    instance, where these tasks take 0.1 s: benchmarks/results/cluster.md) and cannot stream results."""
     import ray
 
     if not ray.is_initialized():
         ray.init()  # joins the cluster at RAY_ADDRESS, else starts a local one (as joblib's backend would)
     task = ray.remote(num_cpus=1)(_with_shared)
     table = ray.put(shared)
-    todo = iter(items)
-    running: dict = {}  # ObjectRef -> position
-    arrived: dict = {}
-    submitted = given = 0
+
+    def result(ref):
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # the worker's own error, not ray's wrapper and traceback
+            raise (exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc) from None
+
+    yield from _in_order(lambda item: task.remote(fn, table, *item),  # a top-level ref arrives as the object
+                         lambda refs: ray.wait(refs, num_returns=1)[0], result,
+                         lambda refs: [ray.cancel(ref) for ref in refs], items, workers)
+
+
+def _dask_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Iterator:
+    """:func:`parallel_map` on the dask cluster of the current Client, with dask's own tasks: the table
+    scattered once to every worker, a task submitted only when a worker thread is free.
+
+    Not joblib's dask backend: it submits twice as many tasks as threads up front, and the scheduler
+    places each at once (up to 2 per single-thread worker), so a task waits behind a long fit on a busy
+    worker while another worker idles -- a `compare` sweep ran 1.3x slower than loky, whose workers take
+    the next task when free (benchmarks/results/cluster.md). One task per free thread costs a scheduler
+    round trip (milliseconds) between tasks, small beside a whole fit or a chunk of draws.
+    """
+    from uuid import uuid4
+
+    from distributed import get_client, get_worker, rejoin, secede, wait
+
+    client = get_client()
+    table = client.scatter([shared], broadcast=True, hash=False)[0]  # in a list: a tuple or dict stays whole
+    name = getattr(fn, "__name__", "task")
     try:
-        while True:
-            for item in todo:
-                running[task.remote(fn, table, *item)] = submitted  # a top-level ref arrives as the object
-                submitted += 1
-                if len(running) >= workers:
-                    break
-            if not running:
-                return
-            ready, _ = ray.wait(list(running), num_returns=1)
-            for ref in ready:
-                try:
-                    arrived[running.pop(ref)] = ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:  # the worker's own error, not ray's wrapper and traceback
-                    raise (exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc) from None
-            while given in arrived:
-                yield arrived.pop(given)
-                given += 1
-    finally:  # an interrupt or an error: the queued tasks are not wanted any more
-        for ref in running:
-            ray.cancel(ref)
+        get_worker()
+        nested = True  # called from a task: leave this worker's thread to the tasks it waits for
+    except ValueError:
+        nested = False
+    if nested:
+        secede()
+    try:
+        yield from _in_order(lambda item: client.submit(_with_shared, fn, table, *item, pure=False,
+                                                        key=f"{name}-{uuid4().hex}"),
+                             lambda futures: wait(futures, return_when="FIRST_COMPLETED").done,
+                             lambda future: future.result(), client.cancel, items, workers)
+    finally:
+        if nested:
+            rejoin()
 
 
 def parallel_map(fn: Callable, shared, items: Iterable[tuple], jobs: int, backend: str) -> Iterator:
@@ -226,13 +281,15 @@ def parallel_map(fn: Callable, shared, items: Iterable[tuple], jobs: int, backen
     ``shared`` -- the table every task reads -- reaches the workers once, not inside every task: dask
     scatters it to every worker (``broadcast``), ray puts it once into its object store, threads share it,
     and loky memory-maps its arrays over 1 MB (written once per call; the small rest is pickled with each
-    task). loky, threading and dask go through joblib; ray through its own tasks (:func:`_ray_map`).
-    loky's workers end with the process that started them; closing the generator (an interrupt) cancels
-    the queued tasks at once. The caller makes the backend usable first
+    task). loky and threading go through joblib; dask and ray through their own tasks, each submitted when
+    a worker is free (:func:`_dask_map`, :func:`_ray_map`), so that no task waits behind a long one while
+    a worker idles. loky's workers end with the process that started them; closing the generator (an
+    interrupt) cancels the queued tasks at once. The caller makes the backend usable first
     (:func:`scalefit.fit.connect_backend`).
     """
-    if backend == "ray":
-        yield from _ray_map(fn, shared, items, cluster_workers(backend, jobs))
+    if backend in ("dask", "ray"):
+        run = _dask_map if backend == "dask" else _ray_map
+        yield from run(fn, shared, items, cluster_workers(backend, jobs))
         return
     from joblib import Parallel, delayed, parallel_config
 
@@ -240,10 +297,6 @@ def parallel_map(fn: Callable, shared, items: Iterable[tuple], jobs: int, backen
     if backend == "loky":
         # loky's workers outlive an interrupted or killed parent unless told: each watches its parent.
         config = {"initializer": _exit_with_parent, "initargs": (os.getpid(),)}
-    elif backend == "dask":
-        # joblib scatters these (broadcast=True) and sends the future wherever this very object is an argument;
-        # left to itself it would pickle the table into every task (dask sizes a plain object by its shell).
-        config = {"scatter": [shared]}
     with parallel_config(backend=backend, n_jobs=jobs, **config):
         results = Parallel(return_as="generator")(delayed(_with_shared)(fn, shared, *item) for item in items)
         try:
