@@ -234,7 +234,7 @@ def main(argv=None) -> int:
         "",
         f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python "
         f"{platform.python_version()}, {', '.join(f'{k} {v}' for k, v in versions.items())}; load average "
-        f"{load0:.1f} before, {load1:.1f} after (other work shared the machine). Whole benchmark "
+        f"{load0:.1f} before, {load1:.1f} after (its own workers included). Whole benchmark "
         f"{time.perf_counter() - began:.0f} s.",
         "",
     ]

@@ -13,7 +13,8 @@ the law itself, so the law has no model error here: this checks the bootstrap an
 the real-data coverage (benchmarks/curve_coverage.py) checks the calibration against model error.
 
     python benchmarks/calibration_curves.py [--replicates 12,8,4] [--levels 0.0005:0.0008,0.003:0.003]
-        (about 1.5 hours on one core; run designs side by side with --curves/--levels and --out)
+        (about 1 hour on one core; designs run side by side with --curves/--levels and --out each write
+        their own file)
         -> benchmarks/results/calibration_curves.md
 """
 
@@ -64,6 +65,8 @@ def chance_inside(lo: float, hi: float, target: float, offset_sd: float) -> floa
     """The probability that [lo, hi] contains the truth: the law's value itself (``offset_sd`` 0), or a new
     run's final loss, target times a log-normal offset of sd ``offset_sd``, integrated exactly rather than
     drawn once: the same expected coverage with far less Monte Carlo noise per table."""
+    if not lo <= hi:  # a NaN end: nothing is inside
+        return 0.0
     if offset_sd == 0.0:
         return float(lo <= target <= hi)
     from statistics import NormalDist
@@ -86,13 +89,13 @@ AR(1) step noise (rho 0.9) in log loss; fitted with {draws} bootstrap draws (`au
 of a 12,000-step cosine (2x the fitted horizon). Coverage of the confidence interval: the share of tables
 whose interval holds the law's own value; of the prediction and calibrated intervals: a new run's chance
 of landing inside (the law's value times a log-normal offset of the same sd), integrated exactly per table
-and averaged over tables (MC s.e. from the spread of those chances over tables; a Bernoulli s.e. for the
-confidence interval). Produced by `python benchmarks/calibration_curves.py {argv}` (s / table: per
+and averaged over tables (MC s.e.: the sample sd of the per-table values, chances or 0/1 hits, over
+the square root of the number of tables). Produced by `python benchmarks/calibration_curves.py {argv}` (s / table: per
 process).
 
 The first noise level is the official curves': on the multipower fits of the official 25M/100M/400M
 training split the within-run residual sd is 0.0003-0.0012 (lag-1 autocorrelation 0-0.73) and the per-run
-mean offsets are at most 0.00035. The second is five to ten times that.
+mean offsets are at most 0.00035. The second has 6 times that offset and 3.75 times that step noise.
 """
 FOOTER = """
 Where the law is exactly right the calibrated interval over-covers at every size: its leave-one-curve-out
@@ -172,7 +175,7 @@ def main() -> None:
             seconds = (time.perf_counter() - t0) / n_reps
             for kind in hits:
                 p = float(np.mean(hits[kind]))
-                # MC s.e. of the mean per-table chance (Bernoulli for the confidence interval's fixed truth)
+                # MC s.e. of the mean of the per-table values (chances, or 0/1 hits for the confidence interval)
                 se = float(np.std(hits[kind], ddof=1) / math.sqrt(n_reps)) if n_reps > 1 else math.nan
                 rows.append(((offset, noise), n, n_reps, method, kind, p, se, float(np.median(widths[kind])),
                              seconds))

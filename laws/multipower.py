@@ -408,11 +408,11 @@ class MultiPower(CurveLaw):
         R = np.empty(T)
         np.cumsum(eta[::-1], out=R[::-1])  # R_k = sum_{tau >= k} eta_tau
         gap = np.empty(T)
-        gap[0] = 0.0
+        gap[:1] = 0.0  # (an empty schedule has no step 0)
         np.subtract(eta[1:], eta[:-1], out=gap[1:])
         if grad:  # the steps whose LR differs from the step before's (before the paper's warm-up is cut)
             fresh = gap != 0.0
-            fresh[0] = True
+            fresh[:1] = True
             fresh = np.flatnonzero(fresh)
         top = (warmup - 1 if warmup else int(np.argmax(eta))) if self.convention == "paper" else -1
         gap[: top + 1] = 0.0

@@ -215,7 +215,10 @@ def _in_order(submit: Callable, first_done: Callable, result: Callable, cancel: 
                 given += 1
     finally:
         if running:
-            cancel(list(running))
+            try:  # best effort: a lost client or a shut-down ray must not hide the error that got us here
+                cancel(list(running))
+            except Exception:
+                pass
 
 
 def _ray_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Iterator:
@@ -264,7 +267,10 @@ def _dask_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Ite
     except ValueError:
         nested = False
     if nested:
-        secede()
+        try:
+            secede()
+        except Exception:  # not a worker's task thread after all: nothing to hand back
+            nested = False
     try:
         yield from _in_order(lambda item: client.submit(_with_shared, fn, table, *item, pure=False,
                                                         key=f"{name}-{uuid4().hex}"),

@@ -5,8 +5,8 @@ the data into the law's design, runs the multi-start of :mod:`scalefit.solver` (
 objective, batched Levenberg-Marquardt, polish), and bootstraps over runs. Huge tables are searched on an
 evenly thinned copy that keeps every run, then refined on every row. The bootstrap resamples runs, not
 rows (a curve is one run), refits each resample warm-started at the full-data optimum, is seeded, and runs
-in parallel through joblib: ``loky`` or ``threading`` here, or a ``dask`` or ``ray`` cluster connected
-here. Progress reaches the caller stage by stage. The diagnosis of the optimum (residuals, parameters at
+in parallel (:func:`scalefit.bootstrap.parallel_map`): ``loky`` or ``threading`` through joblib, or
+scalefit's own tasks on a ``dask`` or ``ray`` cluster connected here. Progress reaches the caller stage by stage. The diagnosis of the optimum (residuals, parameters at
 a bound, each parameter's status, asymptotic standard errors) is computed here too, from the solver's
 internals, and handed to :class:`scalefit.result.FitResult` as plain values.
 """

@@ -24,7 +24,7 @@ def compare(
     lr_table: Optional[str] = typer.Option(None, "--lr-table", help="Curve laws: dense table run, step, lr."),
     schedule: Optional[List[str]] = typer.Option(None, "--schedule", help="Curve laws: RUN=SPEC LR schedule (repeatable)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers: point laws fit one law per task; curve laws share them in each fold's bootstrap (-1: one per CPU)."),
-    backend: str = typer.Option("loky", "--backend", help="joblib backend: loky, threading, dask (a running cluster: DASK_SCHEDULER_ADDRESS) or ray."),
+    backend: str = typer.Option("loky", "--backend", help="Parallel backend: loky, threading, dask (a running cluster: DASK_SCHEDULER_ADDRESS) or ray."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per law."),
 ):
     """Fit each law without the largest models and report in-range and held-out absolute relative error."""

@@ -27,7 +27,7 @@ def fit_command(
     ci: float = typer.Option(0.95, "--ci", help="Interval level."),
     interval: str = typer.Option("stretched", "--interval", help="stretched (default: percentile interval stretched by t_{runs-params}/z) or percentile."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers for the bootstrap (-1: one per CPU; at most 4 per CPU unless SCALEFIT_MAX_JOBS says more)."),
-    backend: str = typer.Option("loky", "--backend", help="joblib backend: loky, threading, dask or ray."),
+    backend: str = typer.Option("loky", "--backend", help="Parallel backend: loky, threading, dask (a running cluster) or ray."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the fit to this fit.json."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out and --plot if they exist."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Draw the fit to this image (png, pdf, svg)."),
@@ -65,8 +65,6 @@ def fit_command(
         columns["loss_y"] = y_col
     fixed = parse_assignments(set_)
     ties = parse_ties(tie)
-    if backend in ("dask", "ray"):
-        _register_backend(backend)
     from ..curves import load_for, parse_schedule_options
 
     table = runs
@@ -177,21 +175,6 @@ def _plot(result, data, path: str, force: bool) -> None:
     from ..plot import plot_fit
 
     plot_fit(result, data, path, force=force)
-
-
-def _register_backend(backend: str) -> None:
-    """dask/ray register their joblib backends on import; a clear error when they are not installed."""
-    from ..errors import DataError
-
-    try:
-        if backend == "dask":
-            import distributed  # noqa: F401  (registers joblib's "dask" backend)
-        else:
-            from ray.util.joblib import register_ray
-
-            register_ray()
-    except ImportError:
-        raise DataError(f"--backend {backend} needs the optional extra: pip install 'scalefit[{backend}]'") from None
 
 
 _STAGES = {"starts": "fit: screening starts", "refine": "fit: refining the best starts",
