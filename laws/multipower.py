@@ -96,6 +96,11 @@ def _vectors_needing(ch: dict, need: np.ndarray) -> np.ndarray:
     return np.flatnonzero(need[:, ch["rows"]].any(axis=1))
 
 
+def _phi_series(w: np.ndarray) -> np.ndarray:
+    """phi(w) = (w e^-w + e^-w - 1) / w^2 for small w, where the direct form cancels."""
+    return -0.5 + w / 3.0 - w * w / 8.0
+
+
 def _patch(values: np.ndarray, w: np.ndarray, below: float, series) -> None:
     """values[w < below] = series(w there), in place (contiguous arrays; the entries are few)."""
     flat, wf = values.reshape(-1), w.reshape(-1)
@@ -139,13 +144,13 @@ def _pair_sums(ch: dict, logC, beta, gamma, with_jac: bool) -> list:
             num = w
             num *= E
             num += e  # w e^-w + e^-w - 1
-            num.reshape(-1)[tiny] = w_tiny * w_tiny * (-0.5 + w_tiny / 3.0 - w_tiny * w_tiny / 8.0)
+            num.reshape(-1)[tiny] = w_tiny * w_tiny * _phi_series(w_tiny)
             scale = 1.0 / (beta.T * beta.T)
         else:  # beta = 0 somewhere (a logarithmic drop): l^2 phi term by term
             num = np.multiply(w, E)
             num += e
             num /= np.square(w)
-            _patch(num, w, 1e-3, lambda v: -0.5 + v / 3.0 - v * v / 8.0)
+            _patch(num, w, 1e-3, _phi_series)
             num *= lg
             num *= lg
             scale = 1.0

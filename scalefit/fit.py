@@ -6,9 +6,10 @@ objective, batched Levenberg-Marquardt, polish), and bootstraps over runs. Huge 
 evenly thinned copy that keeps every run, then refined on every row. The bootstrap resamples runs, not
 rows (a curve is one run), refits each resample warm-started at the full-data optimum, is seeded, and runs
 in parallel (:func:`scalefit.bootstrap.parallel_map`): ``loky`` or ``threading`` through joblib, or
-scalefit's own tasks on a ``dask`` or ``ray`` cluster connected here. Progress reaches the caller stage by stage. The diagnosis of the optimum (residuals, parameters at
-a bound, each parameter's status, asymptotic standard errors) is computed here too, from the solver's
-internals, and handed to :class:`scalefit.result.FitResult` as plain values.
+scalefit's own tasks on a ``dask`` or ``ray`` cluster connected here. Progress reaches the caller stage by
+stage. The diagnosis of the optimum (residuals, parameters at a bound, each parameter's status, asymptotic
+standard errors) is computed here too, from the solver's internals, and handed to
+:class:`scalefit.result.FitResult` as plain values.
 """
 
 from __future__ import annotations

@@ -224,9 +224,7 @@ class Problem:
         return np.where(np.isfinite(r), r, np.nan)
 
     def objective(self, u: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-        r = self.residuals(u)
-        f = np.sum((self.w if w is None else w) * self.loss.rho(r), axis=-1)
-        return np.where(np.isfinite(f), f, np.inf)
+        return summed(self.loss, self.residuals(u), self.w if w is None else w)
 
     def predict_and_jacobian(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """yhat and d yhat / d theta in natural units (central differences when the law has no Jacobian)."""

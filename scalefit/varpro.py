@@ -145,8 +145,14 @@ def project(problem: Problem, split: Split, u: np.ndarray, w: np.ndarray,
 def _offset_basis(problem: Problem, split: Split, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The part of the prediction free of the coefficients, and their basis, at u (from the law's basis)."""
     theta = problem.param.to_theta(u)
-    yhat, basis = problem.linear_basis(theta, split.names)
-    basis = np.ascontiguousarray(basis)  # one memory layout everywhere: matmul's rounding depends on it
+    return _without_coefficients(*problem.linear_basis(theta, split.names), theta, split)
+
+
+def _without_coefficients(yhat: np.ndarray, basis: np.ndarray, theta: np.ndarray,
+                          split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """(yhat minus the coefficients' terms, the basis), the basis in one memory layout everywhere
+    (matmul's rounding depends on it)."""
+    basis = np.ascontiguousarray(basis)
     with np.errstate(all="ignore"):
         return yhat - (basis @ theta[:, split.theta_idx][..., None])[..., 0], basis
 
@@ -266,10 +272,8 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
         if need is not None:  # rows left out: neutral values (finite, and weighted 0 everywhere)
             basis = np.where(need[..., None], basis, 0.0)
             yhat = np.where(need, yhat, 1.0)
-        basis = np.ascontiguousarray(basis)  # as in _offset_basis
-        with np.errstate(all="ignore"):
-            offset = yhat - (basis @ theta[:, split.theta_idx][..., None])[..., 0]
-        out, f, r, yhat_c = _project(pa, split, ua, wa, (offset, basis), also, inner_ftol, gain_tol=gain_tol)
+        out, f, r, yhat_c = _project(pa, split, ua, wa, _without_coefficients(yhat, basis, theta, split), also,
+                                     inner_ftol, gain_tol=gain_tol)
         with np.errstate(all="ignore"):
             J = jacobian(param.to_theta(out))
             J /= yhat_c[..., None]
