@@ -15,7 +15,6 @@ import json
 import math
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -116,6 +115,8 @@ def refuse_overwrite(path: str | Path, force: bool, remedy: str | None = None) -
     if not os.access(existing, os.W_OK | os.X_OK):
         raise DataError(f"{path}: the folder {existing} is not writable")
     if existing == folder:  # access() says yes to root everywhere: create and remove a probe to be sure
+        import tempfile  # here: only writing needs it (with random, 2-3 ms of every command's start-up)
+
         try:
             fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
         except OSError as exc:
@@ -163,6 +164,8 @@ def atomic_write(path: str | Path, content: str | bytes | Callable[[Any], Any], 
     if binary is None:
         binary = isinstance(content, (bytes, bytearray))
     folder = path.parent if str(path.parent) else Path(".")
+    import tempfile
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)

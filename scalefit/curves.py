@@ -24,7 +24,6 @@ from .data import PLAUSIBLE, Dataset, format_value, from_frame, load_runs
 from .errors import DataError, option_error
 from .law import CurveLaw, check_points  # noqa: F401  (check_points: re-exported, the law's check)
 from .limits import enforce
-from .schedule import parse_schedule
 from .tables import read_table, show_name
 
 _AGREE_RTOL = 1e-6
@@ -52,6 +51,8 @@ def parse_schedule_options(items) -> dict[str, str]:
         if not run or not spec:
             raise option_error("schedules", str(item), "expected RUN=SPEC, e.g. "
                                                        "schedules={'run1': 'cosine:peak=3e-4,steps=24000'}")
+        from .schedule import parse_schedule  # here: a point fit never needs the schedule package (11 ms)
+
         parse_schedule(spec)  # fail early with the spec's own message
         out[run] = spec
     return out
@@ -246,6 +247,8 @@ def load_curves(
     missing_in_table = [r for r in runs if lr_table is not None and r not in table and r not in specs]
     if missing_in_table:
         raise DataError(f"{lr_table}: no LR rows for run(s) {', '.join(missing_in_table[:5])}")
+
+    from .schedule import parse_schedule
 
     lrs: dict[str, np.ndarray] = {}
     origin: dict[str, str] = {}
