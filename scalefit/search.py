@@ -62,8 +62,10 @@ def _interior(problem: Problem, u: np.ndarray) -> bool:
 
 
 def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, n_polish: int = 4,
-               progress: Callable[[str, int, int], None] | None = None) -> tuple[np.ndarray, float, StartReport]:
-    """All starts in one batch, pruned by successive halving, the finalists run to convergence.
+               progress: Callable[[str, int, int], None] | None = None,
+               ftol: float = 1e-12) -> tuple[np.ndarray, float, StartReport]:
+    """All starts in one batch, pruned by successive halving, the finalists run to convergence (a step
+    gaining less than ``ftol`` of the objective ends a finalist).
 
     ``progress(stage, done, total)`` hears each stage as it advances: "starts" (screening the grid, then
     a few iterations for the promising), "refine" (the finalists run to convergence) and "polish" (scipy
@@ -98,7 +100,7 @@ def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, n_polish
         done += cost
         order = np.argsort(f)[:survivors]
         u, f = u[order], f[order]
-    u, f, conv = solve(problem, u, max_iter=_REFINE_ITER, progress=report("refine"))
+    u, f, conv = solve(problem, u, max_iter=_REFINE_ITER, ftol=ftol, progress=report("refine"))
     order = np.argsort(f)
     u, f = u[order], f[order]
     best_u, best_f = u[0], f[0]
