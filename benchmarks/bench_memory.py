@@ -8,8 +8,8 @@ force (``SCALEFIT_BLOCK_MEMORY``, default 48 MiB) is recorded beside the numbers
 benchmarks/results/memory.md.
 
 Options: --laws LAW:RUNSxSTEPS,... (default lr_annealing:50x20000,multipower:20x5000: 1M rows for
-lr_annealing; multipower's fit costs ~100x more per row, 22 minutes for its 100k rows on the shared 2-core
-machine, so its table is smaller), --out (default benchmarks/results/memory.md).
+lr_annealing; multipower's fit costs far more per row (every logged point sums over the LR changes before
+it), so its table is smaller), --out (default benchmarks/results/memory.md).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import numpy as np
 
 from .limits import _cpus, enforce
 from .solver import Problem, block_size
+from .stats import noise_level
 from .varpro import solve
 
 _BOOT_ITER = 300  # solver iterations per bootstrap refit (see _bootstrap_chunk)
@@ -35,7 +36,7 @@ _BOOT_ITER = 300  # solver iterations per bootstrap refit (see _bootstrap_chunk)
 # 0.9 s projected at 25 rows, 0.65 s and 1.1 s at 120, but 0.98 s and 0.67 s at 240 (and 166 against 15
 # iterations on Epoch's 240 points). The projected solver also finds lower optima on ridge-bound draws.
 PROJECT_DRAWS_FROM = 200
-# A draw is done once a step gains less than this fraction of its noise level (:func:`noise_level`: the
+# A draw is done once a step gains less than this fraction of its noise level (:func:`scalefit.stats.noise_level`: the
 # objective change of a one-standard-error move), or the relative tolerance below: a draw left that close
 # to its optimum is off by at most a few hundredths of the spread the percentiles are read from, and
 # Levenberg-Marquardt's last steps, 1e-7 to 1e-10 of the objective, were a third of the work.
@@ -101,17 +102,6 @@ def bootstrap_bytes(n_draws: int, n_runs: int, n_params: int) -> int:
     if n_draws * n_runs <= _DEDUP_ELEMENTS:
         need += 3 * 8 * n_draws * n_runs  # counts, picks and np.unique's sorted copy
     return int(need)
-
-
-def noise_level(problem: Problem, u_hat: np.ndarray) -> float:
-    """The objective rise that a one-standard-error move of a parameter costs at the optimum ``u_hat``:
-    half the robust residual variance sum(w psi^2) / (n - q) / (share of weight inside the Huber width)
-    (sigma^2 / 2 for least squares). Correlated residuals (loss curves) make the true value larger."""
-    r = np.nan_to_num(problem.residuals(u_hat[None])[0])
-    loss, w = problem.loss, problem.w
-    inside = np.abs(r) <= loss.width
-    share = max(float(np.sum(w * inside) / np.sum(w)), 1.0 / r.size)
-    return 0.5 * float(np.sum(w * loss.psi(r) ** 2)) / max(r.size - len(u_hat), 1) / share
 
 
 def _bootstrap_chunk(problem: Problem, u_hat: np.ndarray, draw: np.ndarray, run_codes: np.ndarray,
@@ -339,7 +329,8 @@ def run_bootstrap(problem: Problem, u_hat: np.ndarray, run_codes: np.ndarray, n_
     n_runs = int(run_codes.max()) + 1
     draw_fn = _draw_wild if method == "wild" else _draw_counts
     problem = copy.copy(problem)  # the draws' stopping tolerance travels with the problem to every worker
-    problem.stop_gain = STOP_FRACTION * noise_level(problem, u_hat)
+    r_hat = problem.residuals(u_hat[None])[0]
+    problem.stop_gain = STOP_FRACTION * noise_level(problem.loss, r_hat, problem.w, len(u_hat))
     wild = None
     if method == "wild":
         wild = np.nan_to_num(problem.residuals(u_hat[None])[0])

@@ -24,6 +24,7 @@ import numpy as np
 
 from .bootstrap import (  # noqa: F401 (re-exported)
     BOOTSTRAPS,
+    STOP_FRACTION,
     _effective_jobs,
     bootstrap_bytes,
     bootstrap_counts,
@@ -36,7 +37,7 @@ from .law import Law
 from .limits import enforce
 from .search import multistart
 from .solver import LOSSES, Parameterization, Problem, RobustLoss, solve_batch
-from .stats import stretch_factor
+from .stats import noise_level, stretch_factor
 from .varpro import solve
 
 # Curve tables: above this many rows the multi-start runs on an evenly thinned copy. Dense curves' neighbouring
@@ -45,7 +46,12 @@ from .varpro import solve
 # 430 s -> 49 s. Thinner copies (2,500 rows) made the starts crawl along the flat drop-term valley for 400
 # iterations, and cost more than they saved.
 _SEARCH_ROWS = 5_000
-_SEARCH_FTOL = 1e-9  # a thinned curve search only finds the basin: the refinement on every row converges it
+# A thinned curve table's search and its refinement on every row stop once a step gains less than this
+# fraction of the noise level (the objective change of a one-standard-error move), as bootstrap draws
+# do. Multipower's drop term often has a direction the curves barely see (C at a bound, Bslope and beta
+# trading off); Levenberg-Marquardt crawled along it for hundreds of iterations, 1e-7 of the objective
+# or 1e-4 of the noise level in all (20 x 1,000 steps thinned to 2,500 rows: 400 iterations, 60 s).
+_CURVE_STOP = STOP_FRACTION
 _SEARCH_RUNS = 4_000  # point tables: above this many runs it runs on a subsample of this many, spread over the inputs
 
 
@@ -364,7 +370,7 @@ def fit(
             extra[:, i] = v
     starts = param.start_grid(extra)
     thinned_curves = search is not problem and law.kind == "curve"
-    u_hat, f_hat, report = multistart(search, starts, progress=stage, ftol=_SEARCH_FTOL if thinned_curves else 1e-12)
+    u_hat, f_hat, report = multistart(search, starts, progress=stage, stop_fraction=_CURVE_STOP if thinned_curves else 0.0)
     if search is not problem:
         # Refine on every row from the thinned optimum (already in the basin; a curve table's draws
         # need no more than the bootstrap's tolerance, a point table's answer gets the multi-start's);
@@ -373,7 +379,10 @@ def fit(
         # plain solver, whose Gauss-Newton sums go row range by row range (the projection's line search
         # holds several arrays over every row at once).
         refine = solve if problem.row_parts(1, len(u_hat)) is None else solve_batch
+        atol = _CURVE_STOP * noise_level(problem.loss, problem.residuals(u_hat[None])[0], problem.w, len(u_hat)) \
+            if thinned_curves else 0.0
         u_full, f_full, _ = refine(problem, u_hat[None], max_iter=400, ftol=1e-12 if law.kind == "point" else 1e-10,
+                                  atol=atol,
                                   progress=None if stage is None else (lambda d, t: stage("full-data", d, t)))
         u_hat, f_hat = u_full[0], float(f_full[0])
     t_fit = time.perf_counter() - t0

@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import FitError
 from .solver import Problem, block_size
+from .stats import noise_level
 from .varpro import project, solve, split_for
 
 _REFINE_ITER = 400  # solver iterations for the finalists of the multi-start
@@ -62,10 +63,11 @@ def _interior(problem: Problem, u: np.ndarray) -> bool:
 
 
 def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, n_polish: int = 4,
-               progress: Callable[[str, int, int], None] | None = None,
-               ftol: float = 1e-12) -> tuple[np.ndarray, float, StartReport]:
+               progress: Callable[[str, int, int], None] | None = None, ftol: float = 1e-12,
+               stop_fraction: float = 0.0) -> tuple[np.ndarray, float, StartReport]:
     """All starts in one batch, pruned by successive halving, the finalists run to convergence (a step
-    gaining less than ``ftol`` of the objective ends a finalist).
+    gaining less than ``ftol`` of the objective, or ``stop_fraction`` of the noise level at the best
+    finalist's start (:func:`~scalefit.stats.noise_level`), ends a finalist).
 
     ``progress(stage, done, total)`` hears each stage as it advances: "starts" (screening the grid, then
     a few iterations for the promising), "refine" (the finalists run to convergence) and "polish" (scipy
@@ -100,7 +102,9 @@ def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, n_polish
         done += cost
         order = np.argsort(f)[:survivors]
         u, f = u[order], f[order]
-    u, f, conv = solve(problem, u, max_iter=_REFINE_ITER, ftol=ftol, progress=report("refine"))
+    best = u[np.argmin(f)]
+    atol = stop_fraction * noise_level(problem.loss, problem.residuals(best[None])[0], problem.w, len(best)) if stop_fraction else 0.0
+    u, f, conv = solve(problem, u, max_iter=_REFINE_ITER, ftol=ftol, atol=atol, progress=report("refine"))
     order = np.argsort(f)
     u, f = u[order], f[order]
     best_u, best_f = u[0], f[0]

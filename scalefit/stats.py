@@ -77,6 +77,19 @@ def residual_scale(r: np.ndarray, n_free: int) -> float:
     return mad * math.sqrt(r.size / (r.size - n_free))
 
 
+def noise_level(loss, r: np.ndarray, w: np.ndarray, n_free: int) -> float:
+    """The objective rise that a one-standard-error move of a parameter costs at an optimum whose log
+    residuals are ``r`` (row weights ``w``, robust ``loss`` of :mod:`scalefit.solver`): half the robust
+    residual variance sum(w psi^2) / (n - q) / (share of weight inside the Huber width) (sigma^2 / 2 for
+    least squares). Correlated residuals (loss curves) make the true value larger. A step gaining a small
+    fraction of it moves the answer by a small fraction of its uncertainty: bootstrap draws and the
+    searches of thinned curve tables stop there."""
+    r = np.nan_to_num(r)
+    inside = np.abs(r) <= loss.width
+    share = max(float(np.sum(w * inside) / np.sum(w)), 1.0 / r.size)
+    return 0.5 * float(np.sum(w * loss.psi(r) ** 2)) / max(r.size - n_free, 1) / share
+
+
 def _median(x: np.ndarray) -> float:
     """np.median of finite values, by a partition (np.median imports numpy.ma, 15-30 ms of a point
     fit's whole process)."""
