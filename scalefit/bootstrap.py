@@ -333,7 +333,7 @@ def run_bootstrap(problem: Problem, u_hat: np.ndarray, run_codes: np.ndarray, n_
     problem.stop_gain = STOP_FRACTION * noise_level(problem.loss, r_hat, problem.w, len(u_hat))
     wild = None
     if method == "wild":
-        wild = np.nan_to_num(problem.residuals(u_hat[None])[0])
+        wild = np.nan_to_num(r_hat)
     workers = _effective_jobs(jobs)
     enforce("jobs", workers, f"jobs={jobs}")
     enforce("memory_bytes", bootstrap_bytes(n_draws, n_runs, len(u_hat)),

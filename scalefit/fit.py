@@ -40,24 +40,26 @@ from .solver import LOSSES, Parameterization, Problem, RobustLoss, solve_batch
 from .stats import noise_level, stretch_factor
 from .varpro import solve
 
-# Curve tables: above this many rows the multi-start runs on an evenly thinned copy. Dense curves' neighbouring
-# points say nearly the same thing, and the multi-start's cost is rows x starts x iterations. Measured on
-# multipower (synthetic, every step logged; same objective to 1e-15): 20 x 1,000 steps 44 s -> 19 s, 20 x 5,000
-# 430 s -> 49 s. Thinner copies (2,500 rows) made the starts crawl along the flat drop-term valley for 400
-# iterations, and cost more than they saved.
+# Curve tables: from twice this many rows the multi-start runs on a copy holding every k-th point of each run
+# (at least this many rows). Dense curves' neighbouring points say nearly the same thing, and the
+# multi-start's cost is rows x starts x iterations. Measured on multipower (synthetic, every step logged),
+# before the stop below: 20 x 1,000 steps 44 s -> 19 s, 20 x 5,000 430 s -> 49 s, the same objective to
+# 1e-15. Copies of 2,500 rows made the starts crawl along the flat drop-term valley for 400 iterations.
 _SEARCH_ROWS = 5_000
 # A thinned curve table's search and its refinement on every row stop once a step gains less than this
 # fraction of the noise level (the objective change of a one-standard-error move), as bootstrap draws
 # do. Multipower's drop term often has a direction the curves barely see (C at a bound, Bslope and beta
 # trading off); Levenberg-Marquardt crawled along it for hundreds of iterations, 1e-7 of the objective
-# or 1e-4 of the noise level in all (20 x 1,000 steps thinned to 2,500 rows: 400 iterations, 60 s).
+# or 1e-4 of the noise level in all (20 x 1,000 steps searched on 2,500 rows: 400 iterations, 60 s).
+# Measured with it: 20 x 1,000 steps 13 s, 20 x 5,000 33 s; objectives 1e-12 to 1e-7 (relative) above
+# the converged ones, at most 0.008 of the noise level.
 _CURVE_STOP = STOP_FRACTION
 _SEARCH_RUNS = 4_000  # point tables: above this many runs it runs on a subsample of this many, spread over the inputs
 
 
 def _search_rows(law: Law, data) -> np.ndarray | None:
-    """Which rows the multi-start searches on (None: all). Curve tables: every k-th row, which keeps every
-    run. Point tables: evenly spaced picks through the rows sorted by the law's inputs (the first most
+    """Which rows the multi-start searches on (None: all). Curve tables: every k-th point of each run,
+    its first included (no run is lost, however short). Point tables: evenly spaced picks through the rows sorted by the law's inputs (the first most
     significant), so the subsample spans every input's range as the table does; the fit then refines on
     every row from the subsample's optimum, so the answer is the full table's and the search cost stops
     growing with the table (Epoch-like tables of 2,000 runs and more)."""
@@ -67,8 +69,12 @@ def _search_rows(law: Law, data) -> np.ndarray | None:
         keep = np.zeros(n, dtype=bool)
         keep[order[np.linspace(0, n - 1, _SEARCH_RUNS).round().astype(int)]] = True
         return keep
-    if n > _SEARCH_ROWS:
-        return np.arange(n) % math.ceil(n / _SEARCH_ROWS) == 0
+    every = n // _SEARCH_ROWS
+    if every >= 2:
+        codes = data.run_codes  # curve tables are sorted by run, then step
+        first = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        position = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
+        return position % every == 0
     return None
 
 
@@ -371,6 +377,7 @@ def fit(
     starts = param.start_grid(extra)
     thinned_curves = search is not problem and law.kind == "curve"
     u_hat, f_hat, report = multistart(search, starts, progress=stage, stop_fraction=_CURVE_STOP if thinned_curves else 0.0)
+    u_search = u_hat  # the thinned copy's own optimum, for the diagnoses made on that copy
     if search is not problem:
         # Refine on every row from the thinned optimum (already in the basin; a curve table's draws
         # need no more than the bootstrap's tolerance, a point table's answer gets the multi-start's);
@@ -379,7 +386,8 @@ def fit(
         # plain solver, whose Gauss-Newton sums go row range by row range (the projection's line search
         # holds several arrays over every row at once).
         refine = solve if problem.row_parts(1, len(u_hat)) is None else solve_batch
-        atol = _CURVE_STOP * noise_level(problem.loss, problem.residuals(u_hat[None])[0], problem.w, len(u_hat)) \
+        # The noise level per row is the thinned copy's (no pass over every row of a 10M-row table for it).
+        atol = _CURVE_STOP * noise_level(search.loss, search.residuals(u_hat[None])[0], search.w, len(u_hat)) \
             if thinned_curves else 0.0
         u_full, f_full, _ = refine(problem, u_hat[None], max_iter=400, ftol=1e-12 if law.kind == "point" else 1e-10,
                                   atol=atol,
@@ -410,7 +418,7 @@ def fit(
 
     # The Jacobian on the thinned copy of a huge table: the valley's shape, not its depth, is wanted.
     diagnosis["correlations"] = correlation_record([param.names[i] for i in param.free],
-                                                   jacobian_correlation(search, u_hat), draws_correlation(draws_u))
+                                                   jacobian_correlation(search, u_search), draws_correlation(draws_u))
     if profile:
         from .profile import profile_problem
 
@@ -421,8 +429,9 @@ def fit(
         # On the thinned copy for huge tables: each profile refits every free parameter, which on 10M rows
         # would cost more than the fit. Dense curves' neighbouring points are nearly one (lag-1 correlation
         # ~0.9, which the threshold allows for on all rows), so the copy loses little; if anything it names
-        # a parameter that every row would just determine.
-        diagnosis["undetermined"] = undetermined(search, u_hat, runs=search_runs)
+        # a parameter that every row would just determine. At the copy's own optimum: the full table's
+        # lies above the copy's minimum, which would understate every profile's rise.
+        diagnosis["undetermined"] = undetermined(search, u_search, runs=search_runs)
     if law.kind == "point":  # one offset per row there: the residuals themselves, already summarised
         diagnosis["run_offsets"] = None
     return FitResult.from_fit(

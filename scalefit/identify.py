@@ -25,7 +25,8 @@ the module's tests and in the report of issue #12):
 3. **Profile** -- for the rest, the real profile: parameter j held at value * factor (then, unless that
    side is already flat, at value / factor), clipped to its bounds, every other free parameter re-optimised
    with the fit's own solver from two starts, the linear compensation along the weak direction and the
-   optimum itself, in rounds of 10 iterations that stop once the rise is below the threshold. Straight
+   optimum itself, in rounds of 10 iterations that stop once the rise is below the threshold, or once
+   it stays clearly above it (by 10 times both the last round's gain and a Newton step's). Straight
    rays along the weak direction do not work: with two Chinchilla model sizes, E, A and alpha are exactly
    confounded (profile rise ~1e-12) yet a straight step of 10 % in alpha rises 400 times the threshold,
    the valley being curved.
@@ -163,7 +164,9 @@ def _profile(problem: Problem, u_hat: np.ndarray, f_hat: float, Jw: np.ndarray, 
     """Objective rise with free parameter j held at ``target`` (u) and the others re-optimised.
 
     Solved in rounds of ``_ROUND`` iterations that stop as soon as the rise is below ``threshold`` (the
-    answer is then known) or the solver has converged; unconverged, the rise is an upper bound.
+    answer is then known), the solver has converged, or every start's rise exceeds the threshold by
+    ``_SAFETY`` times both its last round's gain and a Newton step's (the answer is known the other way);
+    unconverged, the rise is an upper bound.
     """
     param = problem.param
     du = target - u_hat[j]
@@ -196,7 +199,7 @@ def _profile(problem: Problem, u_hat: np.ndarray, f_hat: float, Jw: np.ndarray, 
         # model below does not see: two Chinchilla model sizes' E) and what a Newton step would still
         # gain. On Epoch's points the rise is within 1e-8 of its converged value (threshold 1e-5) after
         # the second round, and the rounds that converged it further were half of identification's time.
-        if np.all(f - _SAFETY * np.maximum(f_before - f, _left(sub, u)) - f_hat >= threshold):
+        if np.all(~np.isfinite(f) | (f - _SAFETY * np.maximum(f_before - f, _left(sub, u)) - f_hat >= threshold)):
             break
         f_before = f
     return best - f_hat if math.isfinite(best) else math.inf
@@ -211,7 +214,11 @@ def _left(problem: Problem, u: np.ndarray) -> np.ndarray:
     g, H, bad = gauss_newton(problem, u, w, lambda r: (np.abs(r) <= width).astype(float))
     left = np.full(len(u), np.inf)
     for i in np.flatnonzero(~bad & np.all(np.isfinite(H), axis=(1, 2)) & np.all(np.isfinite(g), axis=1)):
-        left[i] = max(0.5 * float(g[i] @ np.linalg.lstsq(H[i], g[i], rcond=None)[0]), 0.0)
+        step = np.linalg.lstsq(H[i], g[i], rcond=None)[0]
+        # A gradient outside the curvature's range (rows beyond the Huber width, an L1 loss) says nothing
+        # about what is left: no estimate then.
+        if np.linalg.norm(H[i] @ step - g[i]) <= 1e-6 * np.linalg.norm(g[i]):
+            left[i] = max(0.5 * float(g[i] @ step), 0.0)
     return left
 
 

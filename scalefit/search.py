@@ -20,6 +20,7 @@ from .stats import noise_level
 from .varpro import project, solve, split_for
 
 _REFINE_ITER = 400  # solver iterations for the finalists of the multi-start
+_NOISE_AFTER = 20  # iterations after which a finalist's noise level is read (for a stopping tolerance)
 
 
 @dataclass
@@ -102,9 +103,13 @@ def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, n_polish
         done += cost
         order = np.argsort(f)[:survivors]
         u, f = u[order], f[order]
-    best = u[np.argmin(f)]
-    atol = stop_fraction * noise_level(problem.loss, problem.residuals(best[None])[0], problem.w, len(best)) if stop_fraction else 0.0
-    u, f, conv = solve(problem, u, max_iter=_REFINE_ITER, ftol=ftol, atol=atol, progress=report("refine"))
+    atol, spent = 0.0, 0
+    if stop_fraction:  # the noise level where the finalists are heading, not at a raw start (larger there)
+        spent = _NOISE_AFTER
+        u, f, _ = solve(problem, u, max_iter=spent, ftol=ftol)
+        best = u[np.argmin(f)]
+        atol = stop_fraction * noise_level(problem.loss, problem.residuals(best[None])[0], problem.w, len(best))
+    u, f, conv = solve(problem, u, max_iter=_REFINE_ITER - spent, ftol=ftol, atol=atol, progress=report("refine"))
     order = np.argsort(f)
     u, f = u[order], f[order]
     best_u, best_f = u[0], f[0]

@@ -3,7 +3,8 @@
 A bootstrap over runs gives draws of the parameters; every derived number (a forecast, N_opt, a schedule's
 final loss) is evaluated at each draw, and the interval is the central percentile of those values,
 stretched about the estimate by a t factor when the runs are few (:func:`stretch_factor`). A *prediction*
-interval adds one new run's scatter to each draw (:func:`with_run_noise`).
+interval adds one new run's scatter to each draw (:func:`with_run_noise`). :func:`noise_level` is the
+objective's own unit of uncertainty, against which the solvers judge when a step no longer matters.
 """
 
 from __future__ import annotations

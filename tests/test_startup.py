@@ -119,7 +119,9 @@ def test_a_json_fit_with_draws_loads_no_pandas_scipy_or_rich(tmp_path):
     code = run_cli("fit", str(runs), "--law", "chinchilla", "--json", "--bootstrap", "50")
     loaded = fresh(code + 'print(json.dumps(sorted(m for m in sys.modules if m.startswith("rich"))))')
     assert loaded == []  # nothing went through rich, so its consoles were never made
-    assert fresh(code)["heavy"] == ["numpy"]  # no pandas (small CSV), no scipy (t quantiles are our own)
+    out = fresh(code)
+    assert out["heavy"] == ["numpy"]  # no pandas (small CSV), no scipy (t quantiles are our own)
+    assert not [m for m in out["scalefit"] if m.startswith("scalefit.schedule")]  # a point fit reads no schedule
 
 
 # ------------------------------------------------------------- scalefit.fit and scalefit.law stay functions
