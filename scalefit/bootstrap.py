@@ -36,10 +36,11 @@ _BOOT_ITER = 300  # solver iterations per bootstrap refit (see _bootstrap_chunk)
 # 0.9 s projected at 25 rows, 0.65 s and 1.1 s at 120, but 0.98 s and 0.67 s at 240 (and 166 against 15
 # iterations on Epoch's 240 points). The projected solver also finds lower optima on ridge-bound draws.
 PROJECT_DRAWS_FROM = 200
-# A draw is done once a step gains less than this fraction of its noise level (:func:`scalefit.stats.noise_level`: the
-# objective change of a one-standard-error move), or the relative tolerance below: a draw left that close
-# to its optimum is off by at most a few hundredths of the spread the percentiles are read from, and
-# Levenberg-Marquardt's last steps, 1e-7 to 1e-10 of the objective, were a third of the work.
+# A draw is done once a step gains less than this fraction of its noise level
+# (:func:`scalefit.stats.noise_level`: the objective change of a one-standard-error move), or the relative
+# tolerance below: a draw left that close to its optimum is off by at most a few hundredths of the spread
+# the percentiles are read from, and Levenberg-Marquardt's last steps, 1e-7 to 1e-10 of the objective,
+# were a third of the work.
 STOP_FRACTION = 1e-3
 _DEDUP_ELEMENTS = 2**22  # draws x runs up to which all resamples are drawn at once (32 MiB of counts)
 # Parallel bootstrap tasks per worker: enough to even out uneven draws, few enough that each task's round

@@ -61,11 +61,12 @@ _SEARCH_RUNS = 4_000  # point tables: above this many runs it runs on a subsampl
 
 
 def _search_rows(law: Law, data) -> np.ndarray | None:
-    """Which rows the multi-start searches on (None: all). Curve tables: every k-th point of each run,
-    its first included (no run is lost, however short). Point tables: evenly spaced picks through the rows sorted by the law's inputs (the first most
-    significant), so the subsample spans every input's range as the table does; the fit then refines on
-    every row from the subsample's optimum, so the answer is the full table's and the search cost stops
-    growing with the table (Epoch-like tables of 2,000 runs and more)."""
+    """Which rows the multi-start searches on (None: all). Curve tables: every k-th point of each run, its
+    first included (no run is lost, however short). Point tables: evenly spaced picks through the rows
+    sorted by the law's inputs (the first most significant), so the subsample spans every input's range as
+    the table does. The fit then refines on every row from the subsample's optimum, so the answer is the
+    full table's (a curve table's to within 1e-3 of its noise level) and the search cost stops growing with
+    the table (Epoch-like tables of 2,000 runs and more)."""
     n = len(data)
     if law.kind == "point" and n > _SEARCH_RUNS:
         order = np.lexsort([data.column(role) for role in reversed(law.inputs)])

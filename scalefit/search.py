@@ -67,8 +67,8 @@ def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, n_polish
                progress: Callable[[str, int, int], None] | None = None, ftol: float = 1e-12,
                stop_fraction: float = 0.0) -> tuple[np.ndarray, float, StartReport]:
     """All starts in one batch, pruned by successive halving, the finalists run to convergence (a step
-    gaining less than ``ftol`` of the objective, or ``stop_fraction`` of the noise level at the best
-    finalist's start (:func:`~scalefit.stats.noise_level`), ends a finalist).
+    gaining less than ``ftol`` of the objective, or ``stop_fraction`` of the noise level read at the best
+    finalist after ``_NOISE_AFTER`` iterations (:func:`~scalefit.stats.noise_level`), ends a finalist).
 
     ``progress(stage, done, total)`` hears each stage as it advances: "starts" (screening the grid, then
     a few iterations for the promising), "refine" (the finalists run to convergence) and "polish" (scipy
