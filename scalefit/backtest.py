@@ -253,10 +253,10 @@ def compare(
     ``holdout`` may be a list of splits (``["largest", "largest:2"]``): one row per split and law, split
     by split, the laws in order within each. ``jobs``, ``backend``: run the backtests -- each a whole
     fit -- as parallel tasks (``loky``, ``threading``, ``dask``, ``ray``, as for :func:`scalefit.fit.fit`;
-    :func:`scalefit.bootstrap.parallel_map`), the table sent to the workers once; the rows equal the serial ones, in the
-    same order (``seconds`` aside), and each fit runs on one worker. ``progress(name)`` hears each law as
-    its turn comes (with ``jobs``, as the rows before it arrive). Every split and option is checked before
-    any fit.
+    :func:`scalefit.bootstrap.parallel_map`), the table sent to the workers once; the rows equal the serial
+    ones, in the same order (``seconds`` aside), and each fit runs on one worker. ``progress(name)`` hears
+    each law as its turn comes (with ``jobs``, as the rows before it arrive). Every split and option is
+    checked before any fit.
     """
     from .bootstrap import parallel_map
     from .fit import check_options, connect_backend

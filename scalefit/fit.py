@@ -382,7 +382,8 @@ def fit(
             extra[:, i] = v
     starts = param.start_grid(extra)
     thinned_curves = search is not problem and law.kind == "curve"
-    u_hat, f_hat, report = multistart(search, starts, progress=stage, stop_fraction=_CURVE_STOP if thinned_curves else 0.0)
+    u_hat, f_hat, report = multistart(search, starts, progress=stage,
+                                      stop_fraction=_CURVE_STOP if thinned_curves else 0.0)
     u_search = u_hat  # the thinned copy's own optimum, for the diagnoses made on that copy
     if search is not problem:
         # Refine on every row from the thinned optimum (already in the basin; a curve table's draws

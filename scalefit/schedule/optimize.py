@@ -55,9 +55,9 @@ def _keep_freed_pages() -> None:
     The searches evaluate the law hundreds of times on arrays over every step, each evaluation allocating
     and freeing a dozen of them. glibc hands freed memory at the top of the heap back to the system once
     more than its trim threshold is free (twice the first large freed array: a few hundred KB here), so
-    every evaluation faulted its pages in again: 0.4 of the 1.7 CPU seconds of ``schedule optimize`` went to the kernel. Freeing one
-    block large enough to be served by mmap raises that threshold to twice the block's size (malloc's
-    dynamic threshold), so up to 32 MB of freed heap is kept for the next arrays. The setting is the
+    every evaluation faulted its pages in again: 0.4 of the 1.7 CPU seconds of ``schedule optimize`` went
+    to the kernel. Freeing one block large enough to be served by mmap raises that threshold to twice the
+    block's size (malloc's dynamic threshold), so up to 32 MB of freed heap is kept for the next arrays. The setting is the
     process's, not this call's: later work keeps up to 32 MB of freed heap too (glibc's own rule after any
     large array is freed; set ``MALLOC_TRIM_THRESHOLD_`` to choose otherwise)."""
     np.empty(_KEEP_FREED)  # allocated and freed at once, never touched
