@@ -54,12 +54,12 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from statistics import NormalDist
 
 import numpy as np
 
 from .law import CurveLaw
 from .solver import Parameterization, Problem, gauss_newton
+from .stats import normal_quantile
 from .varpro import solve
 
 _NULL = 1e-12  # singular values below this fraction of the largest are exact null directions
@@ -118,7 +118,7 @@ def _noise_threshold(problem: Problem, r: np.ndarray, q: int, runs: np.ndarray |
         denom = math.sqrt(float(np.sum(a * a) * np.sum(b * b)))
         if a.size > 2 and denom > 0:
             rho = min(max(float(np.sum(a * b)) / denom, 0.0), _RHO_MAX)
-    chi2 = NormalDist().inv_cdf(0.5 + level / 2) ** 2
+    chi2 = normal_quantile(0.5 + level / 2) ** 2
     threshold = 0.5 * chi2 * lam * (1 + rho) / (1 - rho)
     return max(threshold, 0.5 * _FLOOR**2 * float(np.sum(w))), rho
 

@@ -124,6 +124,37 @@ def test_a_json_fit_with_draws_loads_no_pandas_scipy_or_rich(tmp_path):
     assert not [m for m in out["scalefit"] if m.startswith("scalefit.schedule")]  # a point fit reads no schedule
 
 
+# ------------------------------------------------------------------------------------ the process's end
+def scalefit_process(*args: str, before: str = "") -> subprocess.CompletedProcess:
+    """The console entry point in a fresh interpreter, after ``before`` (code run first)."""
+    code = f"{before}\nimport sys\nsys.argv = ['scalefit', *{list(args)!r}]\nfrom scalefit.cli import run\nrun()\n"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_the_quick_exit_keeps_the_status_the_output_and_the_written_file(tmp_path):
+    out = tmp_path / "fit.json"
+    done = scalefit_process("fit", "data/example_runs.csv", "--law", "chinchilla", "--json", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)  # all of it reached the pipe
+    assert json.loads(out.read_text())["objective"] == pytest.approx(printed["objective"], rel=1e-12)
+    missing = scalefit_process("fit", str(tmp_path / "none.csv"))
+    assert missing.returncode == 2 and missing.stderr.startswith("error:") and "Traceback" not in missing.stderr
+    usage = scalefit_process("fit", "data/example_runs.csv", "--bootstrap", "many")
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_work_registered_for_the_exit_still_runs():
+    """An atexit handler (logging, a ray or dask client, loky, coverage) or a live thread: the normal exit."""
+    from scalefit import __version__
+
+    registered = scalefit_process("--version", before="import atexit; atexit.register(print, 'handler ran')")
+    assert registered.returncode == 0 and registered.stdout.rstrip().endswith("handler ran")
+    thread = ("import threading, time\n"
+              "threading.Thread(target=lambda: (time.sleep(1.0), print('thread ended', flush=True))).start()")
+    waited = scalefit_process("--version", before=thread)  # answers in well under the thread's second
+    assert waited.returncode == 0 and waited.stdout.split() == ["scalefit", __version__, "thread", "ended"]
+
+
 # ------------------------------------------------------------- scalefit.fit and scalefit.law stay functions
 @pytest.mark.parametrize("first", [
     "import scalefit.fit, scalefit.law, scalefit",  # the submodules before the package's names
