@@ -78,8 +78,9 @@ def shipping(paths: dict, repeats: int) -> list[tuple[str, float, float]]:
 
     from scalefit.bootstrap import _exit_with_parent, parallel_map
     from scalefit.data import from_frame
+    from scalefit.parameterization import Parameterization
     from scalefit.registry import get_law
-    from scalefit.solver import Parameterization, Problem, RobustLoss
+    from scalefit.solver import Problem, RobustLoss
 
     n = 1_000_000
     rng = np.random.default_rng(0)

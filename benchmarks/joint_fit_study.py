@@ -6,7 +6,7 @@ Issue #12 part 8 ("optional, measured before shipped"). Official multi-power spl
 cosine_24000, constant_24000, wsdcon_9; the six other curves are tests). Baseline: ``scalefit.fit`` on each
 size alone, as scalefit does today. Joint fit: the three sizes' log residuals stacked into one objective, the
 same summed Huber (delta 1e-3) scalefit minimises, the parameters in each ``--share`` set common to every size
-and the rest per size, in scalefit's own optimiser space (``solver.Parameterization``: A, Bslope, C in log)
+and the rest per size, in scalefit's own optimiser space (``parameterization.Parameterization``: A, Bslope, C in log)
 within the law's bounds. It is solved with ``scipy.optimize.least_squares(loss="huber", f_scale=1e-3)``,
 whose cost is exactly that objective (r^2/2 inside the width, delta (|r| - delta/2) outside), from the
 per-size optima: the shared parameters started at each size's value, at their median, and (a check that
@@ -39,10 +39,10 @@ LONG = "cosine_72000"
 
 class JointProblem:
     """Stacked log residuals of several sizes; x = [shared u's, then each size's own u's] in the optimiser
-    space of :class:`scalefit.solver.Parameterization` (log for A, Bslope, C)."""
+    space of :class:`scalefit.parameterization.Parameterization` (log for A, Bslope, C)."""
 
     def __init__(self, law, trains: dict, shared: list[str]):
-        from scalefit.solver import Parameterization
+        from scalefit.parameterization import Parameterization
 
         self.law, self.param = law, Parameterization(law)
         names = law.param_names

@@ -35,8 +35,9 @@ from .bootstrap import (  # noqa: F401 (re-exported)
 from .errors import ConvergenceWarning, DataError, FitError
 from .law import Law
 from .limits import enforce
+from .parameterization import Parameterization
 from .search import multistart
-from .solver import LOSSES, Parameterization, Problem, RobustLoss, solve_batch
+from .solver import LOSSES, Problem, RobustLoss, solve_batch
 from .stats import noise_level, stretch_factor
 from .varpro import solve
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from ._io import atomic_write, check_input_file, json_safe, read_json, refuse_overwrite, write_table
 from .errors import DataError
-from .solver import parse_tie
+from .parameterization import parse_tie
 
 
 def _tie_source(text: str) -> str | None:

@@ -58,7 +58,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .law import CurveLaw
-from .solver import Parameterization, Problem, gauss_newton
+from .parameterization import Parameterization
+from .solver import Problem, gauss_newton
 from .stats import normal_quantile
 from .varpro import solve
 

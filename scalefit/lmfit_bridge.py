@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import DataError
 from .law import Law, Param
-from .solver import parse_tie
+from .parameterization import parse_tie
 
 
 @dataclass

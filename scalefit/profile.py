@@ -207,7 +207,8 @@ def profile_intervals(result, data, level: float | None = None) -> dict:
     from .data import Dataset
     from .errors import DataError
     from .lmfit_bridge import with_bounds
-    from .solver import Parameterization, RobustLoss
+    from .parameterization import Parameterization
+    from .solver import RobustLoss
 
     law = result.law
     if not isinstance(data, Dataset):

@@ -26,7 +26,8 @@ from typing import Callable
 
 import numpy as np
 
-from .solver import Parameterization, Problem, damped, gauss_newton, lm_loop, normal_equations, solve_batch, summed
+from .parameterization import Parameterization
+from .solver import Problem, damped, gauss_newton, lm_loop, normal_equations, solve_batch, summed
 
 _INNER_ITER = 25  # steps on the coefficients per projection (2-4 are typical; fewer cut how many starts
 # reach the best optimum: 4 of Epoch's 25 with 8 steps, against 24)

@@ -77,7 +77,8 @@ def test_bootstrap_method_is_checked_first(law, data):
 
 def test_batched_per_row_targets_equal_separate_solves(law, data):
     """Problem.with_targets solves k pseudo-data sets in one batch, as k separate problems would."""
-    from scalefit.solver import Parameterization, Problem, RobustLoss, solve_batch
+    from scalefit.parameterization import Parameterization
+    from scalefit.solver import Problem, RobustLoss, solve_batch
 
     param = Parameterization(law, None, None)
     problem = Problem(law, law.prepare(data), data.column("loss"), None, param, RobustLoss("huber", 1e-3))

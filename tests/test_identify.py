@@ -9,8 +9,9 @@ import pytest
 from scalefit.data import from_frame
 from scalefit.identify import _identify, undetermined
 from scalefit.law import Param, law
+from scalefit.parameterization import Parameterization
 from scalefit.registry import get_law
-from scalefit.solver import Parameterization, Problem, RobustLoss, solve_batch
+from scalefit.solver import Problem, RobustLoss, solve_batch
 
 
 @law(inputs={"N": "params"},

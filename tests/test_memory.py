@@ -14,9 +14,10 @@ from scalefit import lrpairs
 from scalefit.curves import load_curves
 from scalefit.errors import DataError
 from scalefit.limits import limit
+from scalefit.parameterization import Parameterization
 from scalefit.registry import get_law
 from scalefit.schedule import parse_schedule
-from scalefit.solver import _BLOCK, _COPIES, Parameterization, Problem, RobustLoss, block_size, solve_batch
+from scalefit.solver import _BLOCK, _COPIES, Problem, RobustLoss, block_size, solve_batch
 
 MIB = 2**20
 

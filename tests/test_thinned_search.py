@@ -49,7 +49,8 @@ def test_thinned_search_reaches_the_full_tables_optimum(table, monkeypatch):
     thin, thin_stages = _fit(table, 800, monkeypatch)  # 2,396 rows: every third row searched
     assert "full-data" in thin_stages and "full-data" not in full_stages
     law = get_law("multipower")
-    from scalefit.solver import Parameterization, Problem, RobustLoss
+    from scalefit.parameterization import Parameterization
+    from scalefit.solver import Problem, RobustLoss
 
     problem = Problem(law, law.prepare(table), table.column("loss"), None, Parameterization(law), RobustLoss())
     u = Parameterization(law).to_u(np.asarray(full.theta)[None])[0]
