@@ -278,6 +278,21 @@ def normal_equations(loss: RobustLoss, r: np.ndarray, J: np.ndarray, w: np.ndarr
     return g, H, bad
 
 
+def hold_at_bounds(u: np.ndarray, g: np.ndarray, H: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """(g, H) with every parameter that sits on a bound its gradient pushes it past held there (its row and
+    column of H 0, 1 on the diagonal, its gradient 0): the others then take the Newton step of the problem
+    without it (projected Newton, Bertsekas 1982). Clipping the full step instead wastes the others' move
+    on one the bound cancels, and the quadratic model's promise is never met: multi-power with its drop
+    term off (Bslope at 0) crawled through rejected steps, 12 on 34k rows where this takes 2."""
+    span = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
+    pin = ((u <= lo + 1e-12 * span) & (g > 0)) | ((u >= hi - 1e-12 * span) & (g < 0))
+    if not pin.any():
+        return g, H
+    free = ~pin
+    H = np.where(free[:, :, None] & free[:, None, :], H, 0.0) + pin[:, :, None] * np.eye(H.shape[1])
+    return np.where(free, g, 0.0), H
+
+
 def damped(H: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """H + lam diag(H) for a batch of Gauss-Newton matrices (Marquardt's scaling; a diagonal entry far
     below the largest is lifted so that a flat direction cannot make the matrix singular)."""
@@ -364,6 +379,7 @@ def _solve_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = 
             g, H, bad = gauss_newton(pa, ua, wa, loss.irls_weight)
         else:
             g, H, bad = normal_equations(loss, *held, wa, loss.irls_weight)
+        g, H = hold_at_bounds(ua, g, H, problem.param.lo, problem.param.hi)
         A = damped(H, lam)
         try:
             step = -np.linalg.solve(A, g[..., None])[..., 0]

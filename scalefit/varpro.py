@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from .parameterization import Parameterization
-from .solver import Problem, damped, gauss_newton, lm_loop, normal_equations, solve_batch, summed
+from .solver import Problem, damped, gauss_newton, hold_at_bounds, lm_loop, normal_equations, solve_batch, summed
 
 _INNER_ITER = 25  # steps on the coefficients per projection (2-4 are typical; fewer cut how many starts
 # reach the best optimum: 4 of Epoch's 25 with 8 steps, against 24)
@@ -285,6 +285,7 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
             g, H, bad = gauss_newton(pa, ua, wa, curvature)
         else:
             g, H, bad = normal_equations(loss, *held, wa, curvature)
+        g, H = hold_at_bounds(ua, g, H, problem.param.lo, problem.param.hi)
         # Schur complement onto the other parameters: their Gauss-Newton step with the coefficients
         # following along (the coefficients' own step is the linear prediction; projection then corrects it).
         H_ll, H_lr, H_rr = H[:, L][:, :, L], H[:, L][:, :, R], H[:, R][:, :, R]
