@@ -143,6 +143,28 @@ def test_the_quick_exit_keeps_the_status_the_output_and_the_written_file(tmp_pat
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
 
 
+def test_the_quick_exit_is_taken_and_a_closed_stdout_is_no_error(tmp_path):
+    quick = "import os\n_exit = os._exit\nos._exit = lambda code: (print('quick exit', code, flush=True), _exit(code))"
+    done = scalefit_process("--version", before=quick)  # would be the normal exit if anything (logging, ...)
+    assert done.returncode == 0 and done.stdout.split()[-3:] == ["quick", "exit", "0"]  # registered at import
+    out = tmp_path / "fit.json"
+    closed = subprocess.run(["sh", "-c", 'exec "$0" -m scalefit fit data/example_runs.csv --json --out "$1" >&-',
+                             sys.executable, str(out)],  # stdout closed: Python then has no sys.stdout
+                            stderr=subprocess.PIPE, text=True, timeout=300, cwd=ROOT)
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr and json.loads(out.read_text())["objective"] > 0
+
+
+def test_a_profiler_or_a_host_running_the_module_keeps_the_normal_exit(tmp_path):
+    prof = tmp_path / "cli.prof"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "scalefit", "--version"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0 and prof.stat().st_size > 0  # written at the profiler's exit
+    host = ("import runpy, sys\nsys.argv = ['scalefit', '--version']\ntry:\n    runpy.run_module('scalefit', "
+            "run_name='__main__')\nexcept SystemExit as exc:\n    print('host goes on', exc.code)")
+    hosted = subprocess.run([sys.executable, "-c", host], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert hosted.returncode == 0 and hosted.stdout.split()[-4:] == ["host", "goes", "on", "0"]
+
+
 def test_work_registered_for_the_exit_still_runs():
     """An atexit handler (logging, a ray or dask client, loky, coverage) or a live thread: the normal exit."""
     from scalefit import __version__

@@ -296,21 +296,24 @@ def _leave(code) -> None:
     """End the process with exit status ``code``, skipping the interpreter's teardown where nothing needs
     it: freeing every module and object of a process that imported numpy took 25-40 ms, a tenth of a
     point fit's whole command. The output streams are flushed first, and every file this program writes is
-    closed by then (written atomically, fsynced, renamed). The normal exit runs instead where something
+    closed by then (written atomically and renamed). The normal exit runs instead where something
     registered work for it (an ``atexit`` handler: logging, a ray or dask client, loky's executor,
-    coverage), a non-daemon thread still runs, the status is not a number, or a stream cannot be flushed
-    (a closed pipe: the normal exit reports it as it always has)."""
+    coverage), a profiler or tracer watches (``python -m cProfile``, a debugger), a non-daemon thread
+    still runs, the status is not a number, or a stream cannot be flushed (a closed pipe: the normal exit
+    reports it as it always has)."""
     import atexit
     import os
 
     pending = getattr(atexit, "_ncallbacks", None)
     if (not isinstance(code, (int, type(None))) or pending is None or pending()
+            or sys.getprofile() is not None or sys.gettrace() is not None
             or any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())):
         sys.exit(code)
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: the descriptor was closed at start-up (``>&-``)
+                stream.flush()
+    except Exception:
         sys.exit(code)
     os._exit(code or 0)
 

@@ -100,6 +100,8 @@ def emit_json(obj: Any) -> None:
 
     from .._io import json_safe
 
+    if sys.stdout is None:  # the descriptor was closed at start-up (``>&-``): nowhere to print, as click.echo
+        return
     sys.stdout.write(json.dumps(json_safe(obj), indent=2) + "\n")
     sys.stdout.flush()
 
