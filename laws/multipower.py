@@ -347,7 +347,7 @@ class MultiPower(CurveLaw):
         logarithmic drop). The starts are the best alpha of each of the 12 best settings of the other
         three, not the 8 best candidates overall: those crowded into one basin, and on the course data's
         cosine curve alone every start ended at 2.0536e-3 while the optimum, 2.0483e-3 (found by 400
-        random starts), lies in another; now 6 of 13 starts reach it, at the same optima as before on
+        random starts), lies in another; now 5 of 13 starts reach it, at the same optima as before on
         every official split."""
         y = np.asarray(y, dtype=float)
         nonlin = np.array([(c, b, g) for c in (0.01, 0.5, 2.0, 8.0) for b in (0.0, 0.5, 1.0) for g in (0.4, 0.65, 1.0)])

@@ -1,8 +1,9 @@
 """Robust fitting: summed Huber loss on log residuals, multi-start, bootstrap over runs.
 
 :func:`fit` is the entry point: it checks every option before any work (:func:`check_options`), turns
-the data into the law's design, runs the multi-start of :mod:`scalefit.solver` (the numerical engine:
-objective, batched Levenberg-Marquardt, polish), and bootstraps over runs. Huge tables are searched on an
+the data into the law's design, runs the multi-start of :mod:`scalefit.search` on the numerical engine
+of :mod:`scalefit.solver` (objective, batched Levenberg-Marquardt; :mod:`scalefit.varpro` where a law
+has linear coefficients), and bootstraps over runs. Huge tables are searched on an
 evenly thinned copy that keeps every run, then refined on every row. The bootstrap resamples runs, not
 rows (a curve is one run), refits each resample warm-started at the full-data optimum, is seeded, and runs
 in parallel (:func:`scalefit.bootstrap.parallel_map`): ``loky`` or ``threading`` through joblib, or

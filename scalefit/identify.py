@@ -59,7 +59,7 @@ import numpy as np
 
 from .law import CurveLaw
 from .parameterization import Parameterization
-from .solver import Problem, gauss_newton
+from .solver import Problem, gauss_newton, hold_at_bounds
 from .stats import normal_quantile
 from .varpro import solve
 
@@ -215,6 +215,7 @@ def _left(problem: Problem, u: np.ndarray) -> np.ndarray:
     width = problem.loss.width
     w = np.broadcast_to(problem.w, (len(u), problem.n))
     g, H, bad = gauss_newton(problem, u, w, lambda r: (np.abs(r) <= width).astype(float))
+    g, H = hold_at_bounds(u, g, H, problem.param.lo, problem.param.hi)  # no gain credited past a bound
     left = np.full(len(u), np.inf)
     for i in np.flatnonzero(~bad & np.all(np.isfinite(H), axis=(1, 2)) & np.all(np.isfinite(g), axis=1)):
         step = np.linalg.lstsq(H[i], g[i], rcond=None)[0]

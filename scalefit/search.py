@@ -41,8 +41,8 @@ class StartReport:
 
 
 def _screen(problem: Problem, starts: np.ndarray, split, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """Each start's objective (with its coefficients projected, where that applies), block by block;
-    ``progress(done, total)`` in starts."""
+    """Each start's objective (where the law has linear coefficients, after ``_SCREEN_ITER`` steps on
+    them), block by block; ``progress(done, total)`` in starts."""
     block = block_size(problem.n, starts.shape[1])
     us, fs = [], []
     for i in range(0, len(starts), block):

@@ -29,8 +29,9 @@ import numpy as np
 from .parameterization import Parameterization
 from .solver import Problem, damped, gauss_newton, hold_at_bounds, lm_loop, normal_equations, solve_batch, summed
 
-_INNER_ITER = 25  # steps on the coefficients per projection (2-4 are typical; fewer cut how many starts
-# reach the best optimum: 4 of Epoch's 25 with 8 steps, against 24)
+_INNER_ITER = 25  # steps on the coefficients per projection inside the solver (2-4 are typical; fewer cut
+# how many starts reach the best optimum: 4 of Epoch's 25 with 8 steps, against 24; the multi-start's
+# screen, which the solver's first projection redoes, takes 4)
 _INNER_FTOL = 1e-13
 _INNER_SHARE = 1e-2  # of the outer step's promised decrease, below which an inner step's gain stops it
 _RIDGE = 1e-10  # relative to each diagonal entry of a coefficient step's matrix
@@ -249,6 +250,8 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
     u = problem.param.clip(np.array(u0, dtype=float, copy=True))
     w_all = np.broadcast_to(problem.w if weights is None else weights, (len(u), problem.n))
     L, R = np.array(split.lin), np.array(split.rest)
+    lo, hi = problem.param.lo, problem.param.hi
+    is_lin = np.isin(np.arange(lo.size), L)
     curvature = partial(_curvature, loss)
     fused = (isinstance(problem, Problem) and getattr(problem.law, "linear_parts", None) is not None
              and problem.row_parts(*u.shape) is None)
@@ -285,7 +288,9 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
             g, H, bad = gauss_newton(pa, ua, wa, curvature)
         else:
             g, H, bad = normal_equations(loss, *held, wa, curvature)
-        g, H = hold_at_bounds(ua, g, H, problem.param.lo, problem.param.hi)
+        # Coefficients pushed past a bound are held on their own gradient; the other parameters on the
+        # reduced gradient below, the one their step follows (the two differ while the projection is loose).
+        g, H = hold_at_bounds(ua, g, H, np.where(is_lin, lo, -np.inf), np.where(is_lin, hi, np.inf))
         # Schur complement onto the other parameters: their Gauss-Newton step with the coefficients
         # following along (the coefficients' own step is the linear prediction; projection then corrects it).
         H_ll, H_lr, H_rr = H[:, L][:, :, L], H[:, L][:, :, R], H[:, R][:, :, R]
@@ -293,6 +298,7 @@ def _vp_block(problem: Problem, u0: np.ndarray, weights: np.ndarray | None = Non
             X = _mm(_pinv(H_ll, 1e-13), np.concatenate([H_lr, g[:, L, None]], axis=2))
             S = H_rr - _mm(H_lr.transpose(0, 2, 1), X[:, :, :-1])
             g_r = g[:, R] - _mv(H_lr.transpose(0, 2, 1), X[:, :, -1])
+            g_r, S = hold_at_bounds(ua[:, R], g_r, S, lo[R], hi[R])
             step_r = -_mv(_pinv(damped(S, lam), 1e-15), g_r)
             step_l = -(X[:, :, -1] + _mv(X[:, :, :-1], step_r))
         u_new = ua.copy()

@@ -175,7 +175,7 @@ def test_too_few_rows_and_unidentifiable_data_are_errors():
 def test_a_parameter_pushed_past_its_bound_is_held_and_the_others_take_their_newton_step():
     from scalefit.solver import hold_at_bounds
 
-    H = np.array([[[4.0, 1.0], [1.0, 3.0]]] * 3)
+    H = np.array([[[4.0, 1.0], [1.0, 3.0]]] * 3)  # held: its row and column 0, its diagonal kept
     g = np.array([[2.0, 1.0], [-2.0, 1.0], [2.0, 1.0]])
     u = np.array([[0.0, 0.5], [0.0, 0.5], [0.3, 0.5]])  # rows 1-2 on the lower bound 0; row 2 pushed out
     g2, H2 = hold_at_bounds(u, g, H, np.zeros(2), np.ones(2))
@@ -184,11 +184,14 @@ def test_a_parameter_pushed_past_its_bound_is_held_and_the_others_take_their_new
     np.testing.assert_allclose(step[1:], -np.linalg.solve(H[1:], g[1:, :, None])[..., 0])  # pointing in / off it
 
 
-def test_a_fit_whose_optimum_lies_on_a_bound_converges_there():
-    """E's truth (1e-4) lies below its bound (1e-3): both solvers end on the bound, converged, at scipy's
-    bounded trust-region optimum or below; clipping the full step instead stalled the others' steps."""
+@pytest.mark.parametrize("held", ["E", "alpha"])  # a linear coefficient; a parameter the projection steps
+def test_a_fit_whose_optimum_lies_on_a_bound_converges_there(held):
+    """The truth lies beyond a bound (E 1e-4 below E's 1e-3; alpha 0.34 above a bound narrowed to 0.3):
+    both solvers end on the bound, converged, at scipy's bounded trust-region optimum or below; clipping
+    the full step instead stopped the plain solver 14 % above it."""
     from scipy.optimize import least_squares
 
+    from scalefit.lmfit_bridge import with_bounds
     from scalefit.parameterization import Parameterization
     from scalefit.solver import Problem, solve_batch
     from scalefit.varpro import solve
@@ -196,15 +199,20 @@ def test_a_fit_whose_optimum_lies_on_a_bound_converges_there():
     law = get_law("chinchilla")
     inputs = law.example_inputs()
     truth = law.reference_theta().copy()
-    truth[0] = 1e-4
+    if held == "E":
+        truth[0] = 1e-4
+    else:
+        law = with_bounds(law, {"alpha": (0.01, 0.3)})
     y = law.predict(truth[None], law.prepare(inputs))[0] * np.exp(np.random.default_rng(1).normal(0, 0.003, len(inputs)))
     param = Parameterization(law)
     problem = Problem(law, law.prepare(inputs), y, None, param, RobustLoss("huber", 1e-3))
-    start = param.to_u(law.reference_theta()[None])
+    start = param.clip(param.to_u(law.reference_theta()[None]))
     ref = least_squares(lambda x: problem.residuals(x[None])[0], start[0], bounds=(param.lo, param.hi), loss="huber",
                         f_scale=1e-3, method="trf", x_scale="jac", ftol=1e-15, xtol=1e-15, gtol=1e-15, max_nfev=5000)
     f_ref = problem.objective(ref.x[None])[0]
+    j = law.param_names.index(held)
+    bound = param.lo[j] if held == "E" else param.hi[j]
     for solver in (solve_batch, solve):
         u, f, converged = solver(problem, start, max_iter=200)
-        assert converged[0] and u[0, 0] == param.lo[0]
+        assert converged[0] and u[0, j] == bound
         assert f[0] <= f_ref * (1 + 1e-9)
