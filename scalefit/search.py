@@ -23,8 +23,8 @@ _REFINE_ITER = 400  # solver iterations for the finalists of the multi-start
 _NOISE_AFTER = 20  # iterations after which a finalist's noise level is read (for a stopping tolerance)
 # Coefficient steps per start when screening: enough to rank starts and drop those where the law is not
 # finite; the solver projects every start it goes on with again, to its own tolerance, before its first
-# step. A full projection here cost Epoch's fit 10-15 ms, an eighth of it; with 4 steps its 24 of 25
-# starts still reach the same optimum (to 1e-7 relative).
+# step. A full projection here cost Epoch's fit 10-15 ms, an eighth of it; with 4 steps every start
+# that reached the optimum still does (to 1e-7 relative).
 _SCREEN_ITER = 4
 
 
