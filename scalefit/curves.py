@@ -24,7 +24,7 @@ from .data import PLAUSIBLE, Dataset, format_value, from_frame, load_runs
 from .errors import DataError, option_error
 from .law import CurveLaw, check_points  # noqa: F401  (check_points: re-exported, the law's check)
 from .limits import enforce
-from .tables import read_table, show_name
+from .tables import read_table, release_arrow_memory, show_name
 
 _AGREE_RTOL = 1e-6
 # No optimizer trains at a learning rate this high (LARS at huge batch peaks near 30); above it a value is a
@@ -313,6 +313,7 @@ def load_curves(
     f = (f if ordered else f.sort_values(["run", "step"], kind="stable")).reset_index(drop=True)
     f.attrs = dict(base.frame.attrs)
     f.attrs["lr_source"] = {r: origin[r] for r in lrs}
+    release_arrow_memory()  # the run column's sorting and checks above allocated in Arrow's pool
     return Dataset(f, source, dict(base.columns), dict(base.units), dropped, lrs)
 
 
