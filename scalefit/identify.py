@@ -60,7 +60,7 @@ import numpy as np
 from .law import CurveLaw
 from .parameterization import Parameterization
 from .solver import Problem, gauss_newton, hold_at_bounds
-from .stats import normal_quantile
+from .stats import noise_level, normal_quantile
 from .varpro import solve
 
 _NULL = 1e-12  # singular values below this fraction of the largest are exact null directions
@@ -107,10 +107,8 @@ def _noise_threshold(problem: Problem, r: np.ndarray, q: int, runs: np.ndarray |
     """Objective rise allowed by the noise at ``level`` (robust likelihood ratio, one parameter), and rho."""
     w, loss = problem.w, problem.loss
     psi = loss.psi(r)
-    inside = np.ones_like(r) if math.isinf(loss.width) else (np.abs(r) <= loss.width).astype(float)
     n = r.size
-    slope = max(float(np.sum(w * inside) / np.sum(w)), 1.0 / n)
-    lam = float(np.sum(w * psi**2)) / max(n - q, 1) / slope
+    lam = 2.0 * noise_level(loss, r, w, q)  # the robust residual variance: sum w psi^2 / (n - q) / share inside
     rho = 0.0
     if runs is None and getattr(problem.law, "kind", "point") == "curve":
         runs = np.zeros(n, dtype=int)  # curve tables are sorted by (run, step): the few run boundaries barely count
