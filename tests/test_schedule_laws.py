@@ -150,6 +150,21 @@ def _tissue_lrs(T=20000, W=500, peak=2e-4):
     return {"cosine": cos, "constant": const}
 
 
+def test_annealing_momentum_is_the_first_order_filter():
+    """decayed_cumsum (blocked, so that lam^-j stays finite) against scipy's lfilter, the recursion it replaces."""
+    import importlib
+
+    from scipy.signal import lfilter
+
+    decayed = importlib.import_module(type(get_law("lr_annealing")).__module__).decayed_cumsum
+    rng = np.random.default_rng(0)
+    for lam in (0.0, 1e-300, 1e-3, 0.5, 0.9, 0.999, 0.99999, 1.0):
+        for n in (0, 1, 7, 5000):
+            x = rng.normal(size=n) * (rng.random(n) < 0.5)
+            want = lfilter([1.0], [1.0, -lam], x) if n else np.zeros(0)
+            np.testing.assert_allclose(decayed(x, lam), want, rtol=1e-12, atol=1e-12)
+
+
 def test_tissue_s2_limits():
     """Oracle 6.4: S1 and S2 at step 20000 for lambda in {0, 0.99, 0.999, 1}."""
     import importlib
