@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = "scalefit.laws"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _cache: dict[str, Law] | None = None
 _user: dict[str, Law] = {}
+_single: dict[str, Law] = {}  # built-in laws loaded from their own file alone, before any discovery
 
 
 def builtin_dir() -> Path:
@@ -160,22 +161,35 @@ def get_law(name: str | Law, law_files: list[str] | tuple[str, ...] = ()) -> Law
     for path in law_files or ():
         register_file(path)
     if _cache is None and name not in _user:
-        # Fast path (keeps `scalefit predict` quick): a built-in law lives in laws/<name>.py.
-        path = builtin_dir() / f"{name}.py"
-        if path.is_file():
-            for obj in load_law_file(path, origin="builtin"):
-                if obj.name == name:
-                    return obj
+        law = _builtin_alone(name)
+        if law is not None:
+            return law
     laws = all_laws()
     if name not in laws:
         raise LawNotFoundError(f"unknown law '{name}'; known laws: {', '.join(sorted(laws))}")
     return laws[name]
 
 
+def _builtin_alone(name: str) -> Law | None:
+    """The built-in law ``name`` from its own file, laws/<name>.py, without importing the others: keeps
+    `scalefit predict` quick, and a worker process's first task from importing every law. Loaded once."""
+    if name not in _single:
+        path = builtin_dir() / f"{name}.py"
+        if not path.is_file():
+            return None
+        found = [obj for obj in load_law_file(path, origin="builtin") if obj.name == name]
+        if not found:
+            return None
+        _single[name] = found[0]
+    return _single[name]
+
+
 def restore_law(name: str, source_file: str, options: dict | None = None) -> Law:
     """Unpickle a law by (name, file, options): the registry's copy when it is the same file, else load the
     file; then the options it was pickled with (a worker must fit the same variant as its parent)."""
-    known = all_laws().get(name)
+    known = _user.get(name) or (_builtin_alone(name) if _cache is None else None)
+    if known is None or known.source_file != source_file:
+        known = all_laws().get(name)
     if known is None or known.source_file != source_file:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the parent process already warned about any override

@@ -124,6 +124,32 @@ def test_a_json_fit_with_draws_loads_no_pandas_scipy_or_rich(tmp_path):
     assert not [m for m in out["scalefit"] if m.startswith("scalefit.schedule")]  # a point fit reads no schedule
 
 
+def test_a_worker_restoring_a_law_loads_only_that_laws_file():
+    """A worker process's first task unpickles its law: only that law's file is imported, not every law
+    (lr_annealing's, with scipy.signal, once cost each worker about a second)."""
+    out = fresh("""
+import json, pickle, subprocess, sys
+from scalefit.registry import get_law
+blob = pickle.dumps(get_law("kaplan_e").with_options())
+code = "import pickle, sys, json; law = pickle.loads(sys.stdin.buffer.read()); " \\
+       "print(json.dumps([law.name, sorted(m for m in sys.modules if m.startswith('scalefit._laws')), " \\
+       "'scipy' in {m.split('.')[0] for m in sys.modules}]))"
+got = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, check=True).stdout
+print(got.decode())
+""")
+    assert out == ["kaplan_e", ["scalefit._laws.kaplan_e"], False]
+
+
+def test_listing_every_law_imports_no_scipy():
+    out = fresh("""
+import json, sys
+from scalefit.registry import all_laws
+names = sorted(all_laws())
+print(json.dumps({"n": len(names), "scipy": sorted(m for m in sys.modules if m.split(".")[0] == "scipy")}))
+""")
+    assert out["n"] >= 7 and out["scipy"] == []
+
+
 # ------------------------------------------------------------------------------------ the process's end
 def scalefit_process(*args: str, before: str = "") -> subprocess.CompletedProcess:
     """The console entry point in a fresh interpreter, after ``before`` (code run first)."""
