@@ -178,24 +178,26 @@ def load_curves(
         raise DataError(f"{source}: missing column for 'loss'; columns are: {', '.join(map(str, frame.columns))} "
                         f"(map with columns={{'loss': 'NAME'}})", options=("columns",))
     del frame  # the table as read: base.frame is the copy that goes on (one copy fewer at the peak)
-    if "run" not in base.columns:  # one curve without a run column: name it after the file
+    # Only f holds the table from here, so that dropping the LR-only rows below frees the unfiltered copy.
+    roles, units, attrs, dropped = dict(base.columns), dict(base.units), dict(f.attrs), list(base.dropped)
+    del base
+    if "run" not in roles:  # one curve without a run column: name it after the file
         f["run"] = Path(source).stem if not source.startswith("<") else "curve"
     # The run column goes in as it is: one Python string per row (1M rows: 60 MB) only to name a bad row
     # would be the load's peak.
     run_text = f["run"].astype(str)
-    f["step"] = _whole_steps(f["step"].to_numpy(float), source, base.columns["step"], run_text)
+    f["step"] = _whole_steps(f["step"].to_numpy(float), source, roles["step"], run_text)
     runs = [str(r) for r in pd.unique(run_text)]  # in order of first appearance
     has_lr_col = "lr" in f.columns
 
     # Losses: NaN rows are LR-only when an lr column exists; non-positive losses are errors.
     loss = f["loss"].to_numpy(float)
-    dropped = list(base.dropped)
     too_big = np.isfinite(loss) & (loss > PLAUSIBLE["loss"][1])
     bad_loss = np.isfinite(loss) & (loss <= 0) | np.isinf(loss) | (np.isnan(loss) & (not has_lr_col)) | too_big
     if bad_loss.any():
         rows = np.flatnonzero(bad_loss)
         shown = ", ".join(str(r + 1) for r in rows[:5]) + (" ..." if rows.size > 5 else "")
-        col = base.columns.get("loss", "loss")
+        col = roles.get("loss", "loss")
         r = rows[0]
         if not drop_invalid:
             raise DataError(f"{source}: column {show_name(col)} (loss) is NaN, infinite, zero, negative or above "
@@ -211,7 +213,7 @@ def load_curves(
             r = int(np.flatnonzero(lr_bad)[0])
             why = "is NaN or infinite" if not np.isfinite(lr_col[r]) else "is negative" if lr_col[r] < 0 else \
                 f"is above {MAX_LR:g}, which no optimizer trains at"
-            raise DataError(f"{source}: column {show_name(base.columns['lr'])} (lr) {why} in row {r + 1} (run "
+            raise DataError(f"{source}: column {show_name(roles['lr'])} (lr) {why} in row {r + 1} (run "
                             f"{show_name(f['run'].iloc[r])}, step {int(f['step'].iloc[r])}: {format_value(lr_col[r])}); "
                             f"LRs must be >= 0 and at most {MAX_LR:g}")
 
@@ -294,6 +296,7 @@ def load_curves(
         lrs[run] = np.ascontiguousarray(eta, dtype=float)
         origin[run] = name
 
+    del grouped, run_text  # the groups' row indices and the names as text: not needed past here
     # Keep only rows with a loss (LR-only rows have done their job), sorted by run then step.
     keep = np.isfinite(loss) & (loss > 0)
     if not keep.all():
@@ -311,10 +314,10 @@ def load_curves(
     except TypeError:  # run ids of mixed types: let the sort decide
         ordered = False
     f = (f if ordered else f.sort_values(["run", "step"], kind="stable")).reset_index(drop=True)
-    f.attrs = dict(base.frame.attrs)
+    f.attrs = attrs
     f.attrs["lr_source"] = {r: origin[r] for r in lrs}
     release_arrow_memory()  # the run column's sorting and checks above allocated in Arrow's pool
-    return Dataset(f, source, dict(base.columns), dict(base.units), dropped, lrs)
+    return Dataset(f, source, roles, units, dropped, lrs)
 
 
 def example_curves(specs: Mapping[str, str], every: int = 50, start: int | None = None, source: str = "<example>") -> Dataset:
