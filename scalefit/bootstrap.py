@@ -27,7 +27,6 @@ import numpy as np
 
 from .limits import _cpus, enforce
 from .solver import Problem, block_size
-from .stats import noise_level
 from .varpro import solve
 
 _BOOT_ITER = 300  # solver iterations per bootstrap refit (see _bootstrap_chunk)
@@ -331,7 +330,7 @@ def run_bootstrap(problem: Problem, u_hat: np.ndarray, run_codes: np.ndarray, n_
     draw_fn = _draw_wild if method == "wild" else _draw_counts
     problem = copy.copy(problem)  # the draws' stopping tolerance travels with the problem to every worker
     r_hat = problem.residuals(u_hat[None])[0]
-    problem.stop_gain = STOP_FRACTION * noise_level(problem.loss, r_hat, problem.w, len(u_hat))
+    problem.stop_gain = STOP_FRACTION * problem.noise_level(u_hat, r_hat)
     wild = None
     if method == "wild":
         wild = np.nan_to_num(r_hat)

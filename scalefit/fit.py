@@ -39,7 +39,7 @@ from .limits import enforce
 from .parameterization import Parameterization
 from .search import multistart
 from .solver import LOSSES, Problem, RobustLoss, solve_batch
-from .stats import noise_level, stretch_factor
+from .stats import stretch_factor
 from .varpro import solve
 
 # Curve tables: from twice this many rows the multi-start runs on a copy holding every k-th point of each run
@@ -396,8 +396,7 @@ def fit(
         # holds several arrays over every row at once).
         refine = solve if problem.row_parts(1, len(u_hat)) is None else solve_batch
         # The noise level per row is the thinned copy's (no pass over every row of a 10M-row table for it).
-        atol = _CURVE_STOP * noise_level(search.loss, search.residuals(u_hat[None])[0], search.w, len(u_hat)) \
-            if thinned_curves else 0.0
+        atol = _CURVE_STOP * search.noise_level(u_hat) if thinned_curves else 0.0
         u_full, f_full, _ = refine(problem, u_hat[None], max_iter=400, ftol=1e-12 if law.kind == "point" else 1e-10,
                                   atol=atol,
                                   progress=None if stage is None else (lambda d, t: stage("full-data", d, t)))

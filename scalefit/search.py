@@ -16,7 +16,6 @@ import numpy as np
 
 from .errors import FitError
 from .solver import Problem, block_size
-from .stats import noise_level
 from .varpro import project, solve, split_for
 
 _REFINE_ITER = 400  # solver iterations for the finalists of the multi-start
@@ -113,7 +112,7 @@ def multistart(problem: Problem, starts: np.ndarray, *, keep: int = 32, n_polish
         spent = _NOISE_AFTER
         u, f, _ = solve(problem, u, max_iter=spent, ftol=ftol)
         best = u[np.argmin(f)]
-        atol = stop_fraction * noise_level(problem.loss, problem.residuals(best[None])[0], problem.w, len(best))
+        atol = stop_fraction * problem.noise_level(best)
     u, f, conv = solve(problem, u, max_iter=_REFINE_ITER - spent, ftol=ftol, atol=atol, progress=report("refine"))
     order = np.argsort(f)
     u, f = u[order], f[order]

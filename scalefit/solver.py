@@ -30,6 +30,7 @@ import numpy as np
 
 from .law import Law
 from .parameterization import Parameterization
+from .stats import noise_level
 
 LOSSES = ("huber", "lsq", "l1")
 _L1_EPS = 1e-9  # absolute error is Huber with a vanishing width: smooth enough for the solver
@@ -114,6 +115,11 @@ class Problem:
 
     def objective(self, u: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
         return summed(self.loss, self.residuals(u), self.w if w is None else w)
+
+    def noise_level(self, u: np.ndarray, r: np.ndarray | None = None) -> float:
+        """:func:`scalefit.stats.noise_level` at the point ``u`` (its residuals ``r`` where already known):
+        the objective change of a one-standard-error move, the scale of every stopping tolerance."""
+        return noise_level(self.loss, self.residuals(u[None])[0] if r is None else r, self.w, len(u))
 
     def predict_and_jacobian(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """yhat and d yhat / d theta in natural units (central differences when the law has no Jacobian)."""
