@@ -296,9 +296,12 @@ def load_curves(
         lrs[run] = np.ascontiguousarray(eta, dtype=float)
         origin[run] = name
 
-    del grouped, run_text  # the groups' row indices and the names as text: not needed past here
     # Keep only rows with a loss (LR-only rows have done their job), sorted by run then step.
     keep = np.isfinite(loss) & (loss > 0)
+    # The groups' row indices, the names as text and views of the unfiltered columns: not needed past here.
+    del grouped, run_text, loss
+    if has_lr_col:
+        del lr_col
     if not keep.all():
         f = f.loc[keep]
     if len(f) == 0:

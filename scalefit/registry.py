@@ -173,6 +173,8 @@ def get_law(name: str | Law, law_files: list[str] | tuple[str, ...] = ()) -> Law
 def _builtin_alone(name: str) -> Law | None:
     """The built-in law ``name`` from its own file, laws/<name>.py, without importing the others: keeps
     `scalefit predict` quick, and a worker process's first task from importing every law. Loaded once."""
+    if not name.isidentifier() or name.startswith("_"):  # a name, never a path (as get_law checks)
+        return None
     if name not in _single:
         path = builtin_dir() / f"{name}.py"
         if not path.is_file():
@@ -187,7 +189,9 @@ def _builtin_alone(name: str) -> Law | None:
 def restore_law(name: str, source_file: str, options: dict | None = None) -> Law:
     """Unpickle a law by (name, file, options): the registry's copy when it is the same file, else load the
     file; then the options it was pickled with (a worker must fit the same variant as its parent)."""
-    known = _user.get(name) or (_builtin_alone(name) if _cache is None else None)
+    known = _user.get(name)
+    if known is None and _cache is None and source_file == str((builtin_dir() / f"{name}.py").resolve()):
+        known = _builtin_alone(name)  # a built-in law: its own file only, not every law
     if known is None or known.source_file != source_file:
         known = all_laws().get(name)
     if known is None or known.source_file != source_file:

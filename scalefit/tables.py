@@ -333,7 +333,7 @@ def _read_parquet(blob: bytes, path: Path) -> "pd.DataFrame":
         meta = handle.metadata
         enforce("memory_bytes", sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)),
                 f"{path}: the uncompressed parquet data")
-        frame = handle.read().to_pandas(split_blocks=True, self_destruct=True)
+        frame = handle.read().to_pandas()
     except LimitError:
         raise
     except Exception as exc:  # pyarrow's errors come in many types

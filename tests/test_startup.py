@@ -140,6 +140,31 @@ print(got.decode())
     assert out == ["kaplan_e", ["scalefit._laws.kaplan_e"], False]
 
 
+def test_a_worker_restores_a_user_file_law_that_shares_a_built_in_name(tmp_path):
+    """A --law-file law named like a built-in one reaches a worker as the user's law, not the built-in."""
+    path = tmp_path / "mine.py"
+    path.write_text(
+        '"""My Chinchilla: one exponent for both terms."""\n'
+        "from scalefit.law import law, Param\n"
+        "@law(inputs={'N': 'params', 'D': 'tokens'}, params={'E': Param((1e-3, 20.0), [1.0]), "
+        "'A': Param((1e-6, 1e15), [1e2], log=True), 'B': Param((1e-6, 1e15), [1e2], log=True), "
+        "'a': Param((0.0, 3.0), [0.3])})\n"
+        "def chinchilla(N, D, *, E, A, B, a):\n"
+        "    return E + A / N**a + B / D**a\n")
+    out = fresh(f"""
+import json, pickle, subprocess, sys, warnings
+from scalefit.registry import get_law
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # it overrides the built-in law: said once, in the parent
+    blob = pickle.dumps(get_law("chinchilla", [{str(path)!r}]))
+code = "import pickle, sys, json; law = pickle.loads(sys.stdin.buffer.read()); " \\
+       "print(json.dumps([law.source_file, law.param_names]))"
+got = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, check=True).stdout
+print(got.decode())
+""")
+    assert out == [str(path.resolve()), ["E", "A", "B", "a"]]
+
+
 def test_listing_every_law_imports_no_scipy():
     out = fresh("""
 import json, sys
