@@ -27,9 +27,10 @@ calibration:  ## interval coverage: simulation (point and curve laws) and held-o
 	$(PYTHON) benchmarks/curve_coverage.py
 	$(PYTHON) benchmarks/isoflop_coverage.py
 
-study:  ## multipower on the MPL split: fitted optimum vs the official recipe, joint fit across sizes; writes benchmarks/results/
+study:  ## multipower on the MPL split: fitted optimum vs the official recipe, joint fit across sizes, calibration records; writes benchmarks/results/
 	$(PYTHON) benchmarks/mpl_split_study.py
 	$(PYTHON) benchmarks/joint_fit_study.py
+	$(PYTHON) benchmarks/calibration_records.py
 
 costclaim:  ## the memory-copy claim on measured CPU step times; writes benchmarks/results/cost_claim.md
 	$(PYTHON) benchmarks/cost_claim.py
