@@ -267,7 +267,7 @@ class Law:
         # nothing above errors, so the dependency is given, not reached for).
         restore = self.__dict__.get("_restore")
         if self.source_file and restore is not None:
-            return restore, (self.name, self.source_file, dict(self.options))
+            return restore, (self.name, self.source_file, dict(self.options), self.origin)
         return super().__reduce_ex__(protocol)
 
     # ---------------------------------------------------------------- validation

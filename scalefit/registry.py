@@ -186,19 +186,24 @@ def _builtin_alone(name: str) -> Law | None:
     return _single[name]
 
 
-def restore_law(name: str, source_file: str, options: dict | None = None) -> Law:
-    """Unpickle a law by (name, file, options): the registry's copy when it is the same file, else load the
-    file; then the options it was pickled with (a worker must fit the same variant as its parent)."""
-    known = _user.get(name)
-    if known is None and _cache is None and source_file == str((builtin_dir() / f"{name}.py").resolve()):
-        known = _builtin_alone(name)  # a built-in law: its own file only, not every law
-    if known is None or known.source_file != source_file:
-        known = all_laws().get(name)
-    if known is None or known.source_file != source_file:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the parent process already warned about any override
-            laws = {obj.name: obj for obj in register_file(source_file)}
-        if name not in laws:
-            raise LawDefinitionError(f"{source_file}: no longer defines law '{name}'")
-        known = laws[name]
+def restore_law(name: str, source_file: str, options: dict | None = None, origin: str | None = None) -> Law:
+    """Unpickle a law by (name, file, options, origin): a built-in law is this process's own built-in of that
+    name, wherever its file lies (a worker on another machine may have scalefit installed elsewhere);
+    any other law is the registry's copy when it is the same file, else the file loaded. Then the options
+    it was pickled with (a worker must fit the same variant as its parent)."""
+    known = None
+    if origin == "builtin":
+        here = _builtin_alone(name) if _cache is None else _cache.get(name)
+        known = here if here is not None and here.origin == "builtin" else None
+    if known is None:
+        known = _user.get(name)
+        if known is None or known.source_file != source_file:
+            known = all_laws().get(name)
+        if known is None or known.source_file != source_file:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the parent process already warned about any override
+                laws = {obj.name: obj for obj in register_file(source_file)}
+            if name not in laws:
+                raise LawDefinitionError(f"{source_file}: no longer defines law '{name}'")
+            known = laws[name]
     return known.with_options(**options) if options and options != known.options else known

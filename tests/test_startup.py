@@ -140,6 +140,20 @@ print(got.decode())
     assert out == ["kaplan_e", ["scalefit._laws.kaplan_e"], False]
 
 
+def test_a_worker_with_scalefit_installed_elsewhere_restores_a_built_in_law_by_name():
+    """A built-in law travels as (name, its file, options, "builtin"): on a worker machine whose scalefit
+    lies under another path the law is that machine's own built-in of the name, with the options sent."""
+    out = fresh("""
+import json, pickle, sys
+from scalefit.registry import get_law
+restore, (name, path, options, origin) = get_law("lr_annealing").with_options(lam=0.99).__reduce_ex__(4)
+law = restore(name, "/elsewhere/site-packages/scalefit/_builtin_laws/lr_annealing.py", options, origin)
+print(json.dumps([origin, law.name, law.options["lam"], law.source_file == path,
+                  sorted(m for m in sys.modules if m.startswith("scalefit._laws"))]))
+""")
+    assert out == ["builtin", "lr_annealing", 0.99, True, ["scalefit._laws.lr_annealing"]]
+
+
 def test_a_worker_restores_a_user_file_law_that_shares_a_built_in_name(tmp_path):
     """A --law-file law named like a built-in one reaches a worker as the user's law, not the built-in."""
     path = tmp_path / "mine.py"
