@@ -115,6 +115,14 @@ class Law:
             new._restore = self._restore
         return new
 
+    def with_params(self, params: Mapping[str, Param]) -> "Law":
+        """A copy of the law with these parameter declarations (bounds narrowed by the caller); everything
+        else, the registry's copy included, is left as it is."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.params = dict(params)
+        return new
+
     @property
     def param_names(self) -> list[str]:
         return list(self.params)
@@ -265,9 +273,12 @@ class Law:
         # dask, ray) never imported: send a reference and look the law up again on the other side.
         # The registry, which set source_file, also hands over its restore function (law.py imports
         # nothing above errors, so the dependency is given, not reached for).
+        # The file's hash lets the worker refuse a different version of the law, and the parameter
+        # declarations carry bounds the caller narrowed, which the file does not know.
         restore = self.__dict__.get("_restore")
         if self.source_file and restore is not None:
-            return restore, (self.name, self.source_file, dict(self.options), self.origin)
+            return restore, (self.name, self.source_file, dict(self.options), self.origin, self.source_hash(),
+                             dict(self.params))
         return super().__reduce_ex__(protocol)
 
     # ---------------------------------------------------------------- validation

@@ -161,10 +161,7 @@ def with_bounds(law: Law, bounds: Mapping[str, tuple[float, float]]) -> Law:
     narrowed bounds are recorded in the fit's settings."""
     if not bounds:
         return law
-    new = object.__new__(type(law))
-    new.__dict__.update(law.__dict__)
-    new.params = {n: _narrowed(p, bounds[n]) if n in bounds else p for n, p in law.params.items()}
-    return new
+    return law.with_params({n: _narrowed(p, bounds[n]) if n in bounds else p for n, p in law.params.items()})
 
 
 def _narrowed(p: Param, span: tuple[float, float]) -> Param:

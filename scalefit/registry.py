@@ -186,11 +186,14 @@ def _builtin_alone(name: str) -> Law | None:
     return _single[name]
 
 
-def restore_law(name: str, source_file: str, options: dict | None = None, origin: str | None = None) -> Law:
-    """Unpickle a law by (name, file, options, origin): a built-in law is this process's own built-in of that
-    name, wherever its file lies (a worker on another machine may have scalefit installed elsewhere);
-    any other law is the registry's copy when it is the same file, else the file loaded. Then the options
-    it was pickled with (a worker must fit the same variant as its parent)."""
+def restore_law(name: str, source_file: str, options: dict | None = None, origin: str | None = None,
+                source_hash: str | None = None, params: dict | None = None) -> Law:
+    """Unpickle a law sent to a worker (:meth:`scalefit.law.Law.__reduce_ex__`). A built-in law is this
+    process's own built-in of that name, wherever its file lies (a worker on another machine may have
+    scalefit installed elsewhere); any other law is the registry's copy when it is the same file, else the
+    file loaded. Then the options and parameter declarations (bounds the caller narrowed) it was sent with;
+    a law whose source differs from the sender's (``source_hash``) is refused: the worker would fit
+    another law."""
     known = None
     if origin == "builtin":
         here = _builtin_alone(name) if _cache is None else _cache.get(name)
@@ -206,4 +209,9 @@ def restore_law(name: str, source_file: str, options: dict | None = None, origin
             if name not in laws:
                 raise LawDefinitionError(f"{source_file}: no longer defines law '{name}'")
             known = laws[name]
-    return known.with_options(**options) if options and options != known.options else known
+    if source_hash is not None and known.source_hash() != source_hash:
+        raise LawDefinitionError(f"law '{name}': this worker's {known.source_file} differs from the file the fit "
+                                 f"was started with (source {known.source_hash()}, not {source_hash}); install "
+                                 f"the same scalefit version and law files on every worker")
+    law = known.with_options(**options) if options and options != known.options else known
+    return law.with_params(params) if params is not None and params != law.params else law

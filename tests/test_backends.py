@@ -40,6 +40,19 @@ def test_loky_processes_match_serial(data, serial):
     np.testing.assert_array_equal(par.draws, serial.draws)
 
 
+def test_narrowed_bounds_reach_worker_processes(data):
+    """Bounds narrowed by the caller (lmfit-style params) hold in the workers too: the law a worker restores
+    by name carries them. Regression: the worker's law had the file's bounds, so a linear coefficient on a
+    narrowed bound was projected within the wide ones (different draws from the serial run)."""
+    from types import SimpleNamespace
+
+    narrowed = {"E": SimpleNamespace(value=1.5, vary=True, min=1.0, max=1.5, expr=None)}
+    one = fit("chinchilla", data, params=narrowed, n_bootstrap=30, seed=5)
+    two = fit("chinchilla", data, params=narrowed, n_bootstrap=30, seed=5, jobs=2)
+    assert one.params["E"].value == pytest.approx(1.5)  # the narrowed bound binds
+    np.testing.assert_array_equal(two.draws, one.draws)
+
+
 def test_law_file_laws_reach_worker_processes(data, tmp_path):
     """A --law-file law is sent to workers by (name, file) and found again there."""
     path = tmp_path / "my_law.py"

@@ -140,18 +140,32 @@ print(got.decode())
     assert out == ["kaplan_e", ["scalefit._laws.kaplan_e"], False]
 
 
-def test_a_worker_with_scalefit_installed_elsewhere_restores_a_built_in_law_by_name():
-    """A built-in law travels as (name, its file, options, "builtin"): on a worker machine whose scalefit
-    lies under another path the law is that machine's own built-in of the name, with the options sent."""
-    out = fresh("""
+@pytest.mark.parametrize("discovered", [False, True], ids=["one-file", "all-laws"])
+def test_a_worker_with_scalefit_installed_elsewhere_restores_a_built_in_law_by_name(discovered):
+    """A built-in law travels as (name, its file, options, "builtin", source hash, parameters): on a worker
+    whose scalefit lies under another path it is that worker's own built-in of the name, with the options
+    and the caller's narrowed bounds; a worker whose copy of the law differs refuses it."""
+    out = fresh(f"""
 import json, pickle, sys
-from scalefit.registry import get_law
-restore, (name, path, options, origin) = get_law("lr_annealing").with_options(lam=0.99).__reduce_ex__(4)
-law = restore(name, "/elsewhere/site-packages/scalefit/_builtin_laws/lr_annealing.py", options, origin)
-print(json.dumps([origin, law.name, law.options["lam"], law.source_file == path,
-                  sorted(m for m in sys.modules if m.startswith("scalefit._laws"))]))
+from scalefit.errors import LawDefinitionError
+from scalefit.lmfit_bridge import with_bounds
+from scalefit.registry import all_laws, get_law
+law = with_bounds(get_law("lr_annealing").with_options(lam=0.99), {{"alpha": (0.1, 0.9)}})
+restore, (name, path, options, origin, digest, params) = law.__reduce_ex__(4)
+if {discovered!r}:
+    all_laws()
+elsewhere = "/elsewhere/site-packages/scalefit/_builtin_laws/lr_annealing.py"
+back = restore(name, elsewhere, options, origin, digest, params)
+try:
+    restore(name, elsewhere, options, origin, "0" * 16, params)
+    refused = False
+except LawDefinitionError as exc:
+    refused = "differs from the file" in str(exc)
+print(json.dumps([origin, back.name, back.options["lam"], back.params["alpha"].bounds, back.source_file == path,
+                  refused, get_law("lr_annealing").params["alpha"].bounds]))
 """)
-    assert out == ["builtin", "lr_annealing", 0.99, True, ["scalefit._laws.lr_annealing"]]
+    assert out[:6] == ["builtin", "lr_annealing", 0.99, [0.1, 0.9], True, True]
+    assert out[6] == [0.0, 3.0]  # the registry's own law keeps the file's bounds
 
 
 def test_a_worker_restores_a_user_file_law_that_shares_a_built_in_name(tmp_path):
