@@ -36,14 +36,14 @@ from scalefit.lrpairs import run_rows
 def decayed_cumsum(x: np.ndarray, lam: float) -> np.ndarray:
     """m_i = lam * m_{i-1} + x_i (m_{-1} = 0), vectorised in blocks: within a block starting at s,
     m_{s+k} = lam^k (lam m_{s-1} + sum_{j<=k} x_{s+j} lam^-j), the block short enough that lam^-j stays
-    below e^600 (and at most 65,536 steps, so that its temporaries stay small). Written here rather than imported from scipy.signal, whose import (0.5 s) every law
-    discovery and every worker process paid."""
+    below e^600, and at most 65,536 steps so that its temporaries stay small. Written here rather than
+    imported from scipy.signal, whose import (0.5 s) every law discovery and every worker process paid."""
     x = np.asarray(x, dtype=float)
     if lam == 1.0:
         return np.cumsum(x)
     if lam == 0.0:
         return x.copy()
-    block = max(1, min(x.size, 1 << 16, int(600.0 / -math.log(lam))))  # 1 << 16: temporaries stay small
+    block = max(1, min(x.size, 1 << 16, int(600.0 / -math.log(lam))))
     grow = lam ** -np.arange(block, dtype=float)
     out = np.empty_like(x)
     carry = 0.0
