@@ -12,6 +12,7 @@ data plus about this much; raising it buys larger blocks, which are rarely faste
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 from .errors import DataError
@@ -78,3 +79,50 @@ def enforce(name: str, value: float, context: str) -> None:
         spec = LIMITS[name]
         raise LimitError(f"{context}: needs {_show(value, spec.unit)}, over the limit of {_show(cap, spec.unit)} "
                          f"on the {spec.what}; set {spec.env} to raise it")
+
+
+# ------------------------------------------------------------------------------------ the C allocator
+_MMAP_CEILING = 32 << 20  # glibc's own ceilings for its sliding thresholds on 64-bit systems: mmap,
+_TRIM_CEILING = 64 << 20  # and trim (twice the mmap threshold)
+_restored: bool | None = None  # None: not checked yet in this process
+
+
+def restore_malloc_thresholds() -> bool:
+    """Give glibc back its thresholds for large allocations where the environment froze them; True when
+    this process runs with them restored.
+
+    Setting ``MALLOC_TRIM_THRESHOLD_`` or ``MALLOC_TOP_PAD_`` -- dask's nanny sets the first for every
+    worker it starts, and a process started after a dask cluster inherits it -- stops glibc from sliding
+    its mmap and trim thresholds up as a program's arrays grow, so every temporary array above 128 KiB is
+    mapped afresh, or the heap is cut back after it, and faulted in again page by page. A bootstrap's
+    batched arrays then made a fit 4x slower (Epoch, 4,000 draws: 1.2 s -> 4.9 s; with --jobs 2, 0.86 s
+    -> 2.6 s). Setting both to the ceilings glibc itself slides them to restores the speed; a worker hands
+    the memory back after each task instead (:func:`release_free_memory`). An explicit
+    ``MALLOC_MMAP_THRESHOLD_`` is left alone. Checked once per process; Linux with glibc only."""
+    global _restored
+    if _restored is None:
+        _restored = False
+        frozen = any(os.environ.get(name) for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"))
+        if frozen and not os.environ.get("MALLOC_MMAP_THRESHOLD_") and sys.platform.startswith("linux"):
+            libc = _glibc()
+            if libc is not None:  # -3: M_MMAP_THRESHOLD, -1: M_TRIM_THRESHOLD
+                _restored = bool(libc.mallopt(-3, _MMAP_CEILING)) and bool(libc.mallopt(-1, _TRIM_CEILING))
+    return _restored
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the system (what a frozen trim threshold was there for): after
+    each task of a worker whose thresholds :func:`restore_malloc_thresholds` restored."""
+    libc = _glibc() if _restored else None
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _glibc():
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (musl, macOS): nothing to restore
+        return None

@@ -4,6 +4,10 @@ chunks, and none of the memory savings changes a number.
 Memory is measured with tracemalloc (numpy reports its buffers to it), never with timings.
 """
 
+import json
+import os
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -177,3 +181,37 @@ def test_a_table_in_run_step_order_loads_as_its_shuffled_copy():
     pd.testing.assert_frame_equal(in_order.frame, shuffled.frame, check_exact=True)
     assert list(in_order.frame["run"].unique()) == ["a", "b", "c"] and len(in_order) == 3 * 240
     assert in_order.lr.keys() == shuffled.lr.keys()
+
+
+# ----------------------------------------------------------------------------- the C allocator
+_FAULTS = """
+import json, resource
+import numpy as np
+from scalefit.limits import restore_malloc_thresholds
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(200):
+        a = np.ones(1 << 17)  # 1 MiB, allocated, touched and freed
+        del a
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+frozen = faults()
+restored = restore_malloc_thresholds()
+print(json.dumps([restored, frozen, faults()]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator settings")
+def test_an_allocator_frozen_by_the_environment_gets_its_thresholds_back():
+    """A dask worker runs with MALLOC_TRIM_THRESHOLD_ set, which stops glibc from raising its mmap threshold:
+    every array over 128 KiB is mapped and faulted in afresh (a bootstrap ran 4x slower). Counted in page
+    faults, not time; without the variable nothing is changed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    run = lambda extra: json.loads(subprocess.run(  # noqa: E731
+        [sys.executable, "-c", _FAULTS], env={**env, **extra}, capture_output=True, text=True, check=True).stdout)
+    restored, frozen, after = run({"MALLOC_TRIM_THRESHOLD_": "65536"})
+    if not restored:
+        pytest.skip("not glibc: no thresholds to restore")
+    assert frozen > 100 * 200 and after < frozen / 20  # 256 faults per MiB frozen; about one per array after
+    assert run({})[0] is False  # nothing frozen, nothing changed
