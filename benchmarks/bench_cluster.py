@@ -1,5 +1,6 @@
 """Cluster: a `compare` sweep (point laws x holdouts x real data sets) serial, with --jobs 2 (loky), on a
-local dask cluster (2 worker processes x 1 thread) and on a local ray instance (2 CPUs, if ray is installed).
+local dask cluster (2 worker processes x 1 thread) and on a local ray instance (2 CPUs, if ray is installed);
+then coarse tasks, one fit's bootstrap draws (--draws, on Epoch's table), the same four ways.
 
 Each data set is one `scalefit.backtest.compare` call whose tasks are whole backtests (law x holdout); the
 table goes to the workers once per call. Every path must return the serial rows (wall times aside). Paths
@@ -10,7 +11,7 @@ A second table measures the shipping itself: 8 tasks that each read a 1M-row Chi
 the problem passed as a plain argument of every task vs sent once (:func:`scalefit.bootstrap.parallel_map`).
 
 Writes benchmarks/results/cluster.md. Options: --repeats N, --laws a,b, --holdouts largest,largest:2,
---no-shipping.
+--draws N (0: no bootstrap table), --no-shipping.
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ def sweep(laws, sets, holdouts, jobs: int, backend: str) -> tuple[float, list]:
     t0 = time.perf_counter()
     rows = [row for data in sets for row in compare(laws, data, holdouts, jobs=jobs, backend=backend)]
     return time.perf_counter() - t0, rows
+
+
+def draws(data, n_draws: int, jobs: int, backend: str, seed: int) -> tuple[float, object]:
+    """One Chinchilla fit of ``data`` with ``n_draws`` bootstrap draws: (seconds, the draws)."""
+    from scalefit.fit import fit
+
+    t0 = time.perf_counter()
+    res = fit("chinchilla", data, n_bootstrap=n_draws, seed=seed, jobs=jobs, backend=backend)
+    return time.perf_counter() - t0, res.draws
 
 
 def same(rows, expected) -> bool:
@@ -122,9 +132,11 @@ def main(argv=None) -> int:
     ap.add_argument("--laws", default="chinchilla,kaplan,kaplan_e")
     ap.add_argument("--holdouts", default="largest,largest:2")
     ap.add_argument("--no-shipping", action="store_true")
+    ap.add_argument("--draws", type=int, default=4000, help="bootstrap draws of the second table (0: skip it)")
     args, _ = ap.parse_known_args(argv)  # `make bench` passes its own arguments to every script
 
     import joblib
+    import numpy as np
 
     from scalefit.fit import connect_backend
     from scalefit.registry import get_law
@@ -182,6 +194,19 @@ def main(argv=None) -> int:
                 seconds, _ = sweep(laws, sets, holdouts, jobs, backend)
                 times[name].append(seconds)
                 print(f"{name}: repeat {r + 1}: {seconds:.2f} s", flush=True)
+        # Coarse tasks: one fit's bootstrap draws, in chunks (a few per worker), on Epoch's table.
+        boot: dict[str, list[float]] = {p: [] for p in paths}
+        boot_same = {}
+        if args.draws:
+            want = None
+            for name, (jobs, backend) in paths.items():  # warm-up, and the draws must equal the serial ones
+                _, got = draws(sets[0], args.draws, jobs, backend, seed=0)
+                want = got if want is None else want
+                boot_same[name] = bool(np.array_equal(got, want, equal_nan=True))
+            for r in range(args.repeats):
+                for name, (jobs, backend) in (list(paths.items()) if r % 2 == 0 else list(paths.items())[::-1]):
+                    boot[name].append(draws(sets[0], args.draws, jobs, backend, seed=r + 1)[0])
+                    print(f"{name}: draws {r + 1}: {boot[name][-1]:.2f} s", flush=True)
         ship = [] if args.no_shipping else shipping(paths, args.repeats)
     finally:
         for close in cleanup:
@@ -215,6 +240,23 @@ def main(argv=None) -> int:
         lines.append(f"| {p} | {med[p]:.2f} | {', '.join(f'{t:.2f}' for t in times[p])} | "
                      f"{med[p] / med['serial']:.2f}x | {med[p] / med['loky']:.2f}x | {paired[p]:.2f}x | "
                      f"{cold[p]:.2f} | {start} |")
+    if args.draws:
+        b_med = {p: statistics.median(t) for p, t in boot.items()}
+        b_pair = {p: statistics.median(a / b for a, b in zip(boot[p], boot["loky"])) for p in paths}
+        lines += [
+            "",
+            f"## Coarse tasks: {args.draws:,} bootstrap draws",
+            "",
+            f"One Chinchilla fit of {sets[0].source} with {args.draws:,} bootstrap draws, sent as a few chunks of "
+            f"draws per worker; medians of {args.repeats}, paths alternated (each round in the other order), after "
+            f"a warm-up fit per path whose draws equal the serial ones: "
+            f"{', '.join(p + (' yes' if ok else ' NO') for p, ok in boot_same.items())}.",
+            "",
+            "| path | median s | fits (s) | vs serial | same round vs loky |",
+            "|---|---:|---|---:|---:|",
+        ]
+        lines += [f"| {p} | {b_med[p]:.2f} | {', '.join(f'{t:.2f}' for t in boot[p])} | "
+                  f"{b_med[p] / b_med['serial']:.2f}x | {b_pair[p]:.2f}x |" for p in paths]
     if ship:
         lines += [
             "",
@@ -242,7 +284,7 @@ def main(argv=None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "cluster.md").write_text("\n".join(lines))
     print("\n".join(lines))
-    return 0 if all(identical.values()) else 1
+    return 0 if all(identical.values()) and all(boot_same.values()) else 1
 
 
 if __name__ == "__main__":
