@@ -1,6 +1,6 @@
 """Cluster: a `compare` sweep (point laws x holdouts x real data sets) serial, with --jobs 2 (loky), on a
 local dask cluster (2 worker processes x 1 thread) and on a local ray instance (2 CPUs, if ray is installed);
-then coarse tasks, one fit's bootstrap draws (--draws, on Epoch's table), the same four ways.
+then coarse tasks, one fit's bootstrap draws (--draws, on the first table: Epoch's), the same four ways.
 
 Each data set is one `scalefit.backtest.compare` call whose tasks are whole backtests (law x holdout); the
 table goes to the workers once per call. Every path must return the serial rows (wall times aside). Paths
@@ -190,7 +190,7 @@ def main(argv=None) -> int:
             identical[name] = same(rows, reference)
             print(f"{name}: cold sweep {seconds:.2f} s, rows identical to serial: {identical[name]}", flush=True)
         for r in range(args.repeats):  # alternated, so that the machine's load falls on every path alike
-            for name, (jobs, backend) in paths.items():
+            for name, (jobs, backend) in (list(paths.items()) if r % 2 == 0 else list(paths.items())[::-1]):
                 seconds, _ = sweep(laws, sets, holdouts, jobs, backend)
                 times[name].append(seconds)
                 print(f"{name}: repeat {r + 1}: {seconds:.2f} s", flush=True)
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
         f"backtests each ({len(sets) * n_tasks} fits). Every path returned the serial rows (wall times aside): "
         f"{', '.join(p + (' yes' if ok else ' NO') for p, ok in identical.items())}.",
         "",
-        f"Medians of {args.repeats} sweeps, paths alternated, after a warm-up sweep per path (its time: *cold*, "
+        f"Medians of {args.repeats} sweeps, paths alternated (each round in the other order), after a warm-up sweep per path (its time: *cold*, "
         f"which includes starting loky's workers). dask: `LocalCluster(n_workers=2, threads_per_worker=1)` "
         f"(processes); ray: `ray.init(num_cpus=2)`; both run scalefit's own tasks, each sent when a worker is "
         f"free (`parallel_map`); their own start-up is listed apart. *Same round vs loky*: "

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .limits import _cpus, enforce, release_free_memory, restore_malloc_thresholds
+from .limits import _cpus, enforce, sliding_malloc_thresholds
 from .solver import Problem, block_size
 from .varpro import solve
 
@@ -167,15 +167,11 @@ def cluster_workers(backend: str, jobs: int) -> int:
 
 
 def _with_shared(fn: Callable, shared, *args):
-    """On a worker: ``fn(table, *args)`` (module level, so that every backend can send it), with the C
-    allocator's thresholds restored where the worker's environment froze them (a dask worker's), and the
-    memory handed back after the task (:func:`scalefit.limits.restore_malloc_thresholds`)."""
-    restored = restore_malloc_thresholds()
-    try:
+    """On a worker: ``fn(table, *args)`` (module level, so that every backend can send it), the C
+    allocator's thresholds sliding where the worker's environment froze them (a dask worker's:
+    :func:`scalefit.limits.sliding_malloc_thresholds`)."""
+    with sliding_malloc_thresholds():
         return fn(shared, *args)
-    finally:
-        if restored:
-            release_free_memory()
 
 
 def _in_order(submit: Callable, first_done: Callable, result: Callable, cancel: Callable,

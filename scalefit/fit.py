@@ -35,7 +35,7 @@ from .bootstrap import (  # noqa: F401 (re-exported)
 )
 from .errors import ConvergenceWarning, DataError, FitError
 from .law import Law
-from .limits import enforce, restore_malloc_thresholds
+from .limits import enforce, with_sliding_malloc
 from .parameterization import Parameterization
 from .search import multistart
 from .solver import LOSSES, Problem, RobustLoss, solve_batch
@@ -266,6 +266,7 @@ def _as_dataset(data, law: Law):
     raise DataError(f"data must be a Dataset, a DataFrame or a table path, got {type(data).__name__}")
 
 
+@with_sliding_malloc  # where the environment froze the C allocator's thresholds (a dask worker's)
 def fit(
     law: Law | str,
     data,
@@ -328,7 +329,6 @@ def fit(
     check_options(loss=loss, delta=delta, n_bootstrap=n_bootstrap, ci=ci, seed=seed, jobs=jobs, backend=backend,
                   interval=interval, bootstrap_method=bootstrap_method)
     stage = _staged(progress)
-    restore_malloc_thresholds()  # where the environment froze the C allocator's (a dask worker's, say)
     law = get_law(law)
     bounds = {}
     if params is not None:

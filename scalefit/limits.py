@@ -11,8 +11,10 @@ data plus about this much; raising it buys larger blocks, which are rarely faste
 
 from __future__ import annotations
 
+import functools
 import os
-import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import DataError
@@ -82,47 +84,91 @@ def enforce(name: str, value: float, context: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ the C allocator
-_MMAP_CEILING = 32 << 20  # glibc's own ceilings for its sliding thresholds on 64-bit systems: mmap,
-_TRIM_CEILING = 64 << 20  # and trim (twice the mmap threshold)
-_restored: bool | None = None  # None: not checked yet in this process
+# glibc slides its mmap threshold up to this as a program frees large blocks (and its trim threshold to
+# twice it); 128 KiB is where both start. Setting any of these by environment stops the sliding.
+_MMAP_CEILING, _TRIM_CEILING, _GLIBC_START = 32 << 20, 64 << 20, 128 << 10
+_FREEZERS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+_TUNABLES = ("glibc.malloc.trim_threshold", "glibc.malloc.top_pad", "glibc.malloc.mmap_max")
+_allocator_lock = threading.Lock()
+_allocator_users = 0
+_frozen_state: tuple | None | bool = False  # False: not read yet; None: nothing to do in this process
 
 
-def restore_malloc_thresholds() -> bool:
-    """Give glibc back its thresholds for large allocations where the environment froze them; True when
-    this process runs with them restored.
-
-    Setting ``MALLOC_TRIM_THRESHOLD_`` or ``MALLOC_TOP_PAD_`` -- dask's nanny sets the first for every
-    worker it starts, and a process started after a dask cluster inherits it -- stops glibc from sliding
-    its mmap and trim thresholds up as a program's arrays grow, so every temporary array above 128 KiB is
-    mapped afresh, or the heap is cut back after it, and faulted in again page by page. A bootstrap's
-    batched arrays then made a fit 4x slower (Epoch, 4,000 draws: 1.2 s -> 4.9 s; with --jobs 2, 0.86 s
-    -> 2.6 s). Setting both to the ceilings glibc itself slides them to restores the speed; a worker hands
-    the memory back after each task instead (:func:`release_free_memory`). An explicit
-    ``MALLOC_MMAP_THRESHOLD_`` is left alone. Checked once per process; Linux with glibc only."""
-    global _restored
-    if _restored is None:
-        _restored = False
-        frozen = any(os.environ.get(name) for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"))
-        if frozen and not os.environ.get("MALLOC_MMAP_THRESHOLD_") and sys.platform.startswith("linux"):
-            libc = _glibc()
-            if libc is not None:  # -3: M_MMAP_THRESHOLD, -1: M_TRIM_THRESHOLD
-                _restored = bool(libc.mallopt(-3, _MMAP_CEILING)) and bool(libc.mallopt(-1, _TRIM_CEILING))
-    return _restored
-
-
-def release_free_memory() -> None:
-    """Hand the heap's free pages back to the system (what a frozen trim threshold was there for): after
-    each task of a worker whose thresholds :func:`restore_malloc_thresholds` restored."""
-    libc = _glibc() if _restored else None
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
-def _glibc():
+def _frozen() -> tuple | None:
+    """(libc, the trim threshold to put back) when glibc started this process with its thresholds frozen
+    and no mmap threshold of the user's, else None. Read from the environment the process started with
+    (/proc/self/environ): a dask client's own process has the workers' variables in os.environ but was not
+    started with them."""
+    global _frozen_state
+    if _frozen_state is not False:
+        return _frozen_state
+    _frozen_state = None
+    try:
+        with open("/proc/self/environ", "rb") as fh:
+            env = dict(item.split(b"=", 1) for item in fh.read().split(b"\0") if b"=" in item)
+    except OSError:  # not Linux
+        return None
+    env = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in env.items()}
+    tunables = env.get("GLIBC_TUNABLES", "")
+    if env.get("MALLOC_MMAP_THRESHOLD_") or "glibc.malloc.mmap_threshold" in tunables:
+        return None  # the user's own choice
+    if not (any(env.get(name) for name in _FREEZERS) or any(t in tunables for t in _TUNABLES)):
+        return None
     import ctypes
 
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc (musl, macOS): nothing to restore
+        libc = ctypes.CDLL(None)
+    except OSError:
         return None
+    if not hasattr(libc, "gnu_get_libc_version"):  # glibc itself, not musl or a shim that ignores mallopt
+        return None
+    try:
+        trim = int(env.get("MALLOC_TRIM_THRESHOLD_", _GLIBC_START))
+    except ValueError:
+        trim = _GLIBC_START
+    _frozen_state = (libc, trim)
+    return _frozen_state
+
+
+@contextmanager
+def sliding_malloc_thresholds():
+    """Within: glibc's thresholds for large allocations at the ceilings it slides them to itself, where the
+    environment froze them; on leaving, as they were (when no other thread is still within).
+
+    Setting ``MALLOC_TRIM_THRESHOLD_`` (dask's nanny does, for every worker it starts; processes started
+    after a dask cluster, loky's workers among them, inherit it), ``MALLOC_TOP_PAD_`` or
+    ``MALLOC_MMAP_MAX_`` stops glibc from raising its mmap and trim thresholds, so every temporary array
+    over 128 KiB was mapped afresh or the heap cut back after it, and faulted in again page by page: Epoch's
+    fit with 4,000 bootstrap draws took 4.9 s instead of 1.2 s, and 2.6 s instead of 0.86 s with --jobs 2.
+    Inside a fit the thresholds slide as glibc's defaults would; outside it, the process keeps the settings
+    it was given (a dask worker hands memory back as its nanny asked). Numbers never change."""
+    global _allocator_users
+    state = _frozen()
+    if state is None:
+        yield
+        return
+    libc, trim = state
+    with _allocator_lock:
+        if _allocator_users == 0:
+            libc.mallopt(-3, _MMAP_CEILING)  # M_MMAP_THRESHOLD
+            libc.mallopt(-1, _TRIM_CEILING)  # M_TRIM_THRESHOLD
+        _allocator_users += 1
+    try:
+        yield
+    finally:
+        with _allocator_lock:
+            _allocator_users -= 1
+            if _allocator_users == 0:
+                libc.mallopt(-3, _GLIBC_START)
+                libc.mallopt(-1, trim)
+
+
+def with_sliding_malloc(fn):
+    """``fn`` run inside :func:`sliding_malloc_thresholds` (the entry points that do array work)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with sliding_malloc_thresholds():
+            return fn(*args, **kwargs)
+
+    return run
