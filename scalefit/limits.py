@@ -94,22 +94,33 @@ _allocator_users = 0
 _frozen_state: tuple | None | bool = False  # False: not read yet; None: nothing to do in this process
 
 
+def _c_number(text: str) -> int:
+    """A size as glibc reads it from the environment (strtoul with base 0: 0x hex, a leading 0 octal)."""
+    text = text.strip()
+    if text.lower().startswith("0x"):
+        return int(text, 16)
+    return int(text, 8) if len(text) > 1 and text.startswith("0") else int(text)
+
+
 def _frozen() -> tuple | None:
     """(libc, the trim threshold to put back) when glibc started this process with its thresholds frozen
-    and no mmap threshold of the user's, else None. Read from the environment the process started with
-    (/proc/self/environ): a dask client's own process has the workers' variables in os.environ but was not
-    started with them."""
+    and no mmap threshold of the user's, else None. Read once from the environment the process started
+    with (/proc/self/environ): a dask client's own process has the workers' variables in os.environ but
+    was not started with them."""
     global _frozen_state
-    if _frozen_state is not False:
-        return _frozen_state
-    _frozen_state = None
+    if _frozen_state is False:
+        _frozen_state = _read_frozen()  # one assignment: a thread arriving meanwhile reads it again
+    return _frozen_state
+
+
+def _read_frozen() -> tuple | None:
     try:
         with open("/proc/self/environ", "rb") as fh:
-            env = dict(item.split(b"=", 1) for item in fh.read().split(b"\0") if b"=" in item)
+            raw = dict(item.split(b"=", 1) for item in fh.read().split(b"\0") if b"=" in item)
     except OSError:  # not Linux
         return None
-    env = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in env.items()}
-    tunables = env.get("GLIBC_TUNABLES", "")
+    env = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+    tunables = dict(t.split("=", 1) for t in env.get("GLIBC_TUNABLES", "").split(":") if "=" in t)
     if env.get("MALLOC_MMAP_THRESHOLD_") or "glibc.malloc.mmap_threshold" in tunables:
         return None  # the user's own choice
     if not (any(env.get(name) for name in _FREEZERS) or any(t in tunables for t in _TUNABLES)):
@@ -122,12 +133,21 @@ def _frozen() -> tuple | None:
         return None
     if not hasattr(libc, "gnu_get_libc_version"):  # glibc itself, not musl or a shim that ignores mallopt
         return None
-    try:
-        trim = int(env.get("MALLOC_TRIM_THRESHOLD_", _GLIBC_START))
+    libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+    try:  # the tunable, where both are given, as glibc reads it last
+        trim = _c_number(tunables.get("glibc.malloc.trim_threshold") or env.get("MALLOC_TRIM_THRESHOLD_")
+                         or str(_GLIBC_START))
     except ValueError:
         trim = _GLIBC_START
-    _frozen_state = (libc, trim)
-    return _frozen_state
+    return libc, trim
+
+
+def _put_back(libc, trim: int) -> None:
+    """The frozen thresholds again, and the heap's free top handed back now (a free() past the trim
+    threshold cuts it, far cheaper than malloc_trim's walk over every arena)."""
+    libc.mallopt(-3, _GLIBC_START)  # M_MMAP_THRESHOLD
+    libc.mallopt(-1, trim)  # M_TRIM_THRESHOLD
+    libc.free(libc.malloc(100_000))
 
 
 @contextmanager
@@ -140,18 +160,18 @@ def sliding_malloc_thresholds():
     ``MALLOC_MMAP_MAX_`` stops glibc from raising its mmap and trim thresholds, so every temporary array
     over 128 KiB was mapped afresh or the heap cut back after it, and faulted in again page by page: Epoch's
     fit with 4,000 bootstrap draws took 4.9 s instead of 1.2 s, and 2.6 s instead of 0.86 s with --jobs 2.
-    Inside a fit the thresholds slide as glibc's defaults would; outside it, the process keeps the settings
-    it was given (a dask worker hands memory back as its nanny asked). Numbers never change."""
+    Inside a fit the thresholds slide as glibc's defaults would; on leaving, the process gets the settings
+    it was given back and the heap's free top is handed back (as a dask worker's nanny asked). Numbers
+    never change."""
     global _allocator_users
     state = _frozen()
     if state is None:
         yield
         return
-    libc, trim = state
     with _allocator_lock:
         if _allocator_users == 0:
-            libc.mallopt(-3, _MMAP_CEILING)  # M_MMAP_THRESHOLD
-            libc.mallopt(-1, _TRIM_CEILING)  # M_TRIM_THRESHOLD
+            state[0].mallopt(-3, _MMAP_CEILING)  # M_MMAP_THRESHOLD
+            state[0].mallopt(-1, _TRIM_CEILING)  # M_TRIM_THRESHOLD
         _allocator_users += 1
     try:
         yield
@@ -159,8 +179,19 @@ def sliding_malloc_thresholds():
         with _allocator_lock:
             _allocator_users -= 1
             if _allocator_users == 0:
-                libc.mallopt(-3, _GLIBC_START)
-                libc.mallopt(-1, trim)
+                _put_back(*state)
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while a thread of its parent was within the context: no thread of its own is."""
+    global _allocator_users
+    if _allocator_users and isinstance(_frozen_state, tuple):
+        _allocator_users = 0
+        _put_back(*_frozen_state)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def with_sliding_malloc(fn):

@@ -186,10 +186,17 @@ def test_a_table_in_run_step_order_loads_as_its_shuffled_copy():
 
 # ----------------------------------------------------------------------------- the C allocator
 _FAULTS = """
-import json, resource
+import ctypes, json, resource
 import numpy as np
 from scalefit.bootstrap import _with_shared
 from scalefit.limits import sliding_malloc_thresholds
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
 
 def faults(_table=None):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -198,12 +205,19 @@ def faults(_table=None):
         del a
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-frozen = faults()
+def mapped():  # bytes glibc maps apart from its heap for a 16 MiB array (0: the heap serves it)
+    before = libc.mallinfo2().hblkhd
+    a = np.ones(1 << 21)
+    grew = libc.mallinfo2().hblkhd - before
+    del a
+    return grew
+
+frozen, frozen_map = faults(), mapped()
 with sliding_malloc_thresholds():
-    inside = faults()
-after = faults()
+    inside, inside_map = faults(), mapped()
+after, after_map = faults(), mapped()
 task = _with_shared(faults, None)  # what every worker task runs through
-print(json.dumps([frozen, inside, after, task]))
+print(json.dumps([frozen, inside, after, task, frozen_map, inside_map, after_map]))
 """
 
 
@@ -211,13 +225,15 @@ print(json.dumps([frozen, inside, after, task]))
 def test_thresholds_frozen_by_the_environment_slide_within_a_fit_and_are_put_back_after():
     """A dask worker runs with MALLOC_TRIM_THRESHOLD_ set, which stops glibc from raising its mmap threshold:
     every array over 128 KiB is mapped and faulted in afresh (a bootstrap ran 4x slower). Within a fit or a
-    worker task the thresholds slide again; after it, the process has the settings it was given. Counted
-    in page faults, not time; a process started without the variable is left alone."""
+    worker task the thresholds slide again; after it, the process has the settings it was given (both: the
+    trim threshold shows in the faults, the mmap threshold in what glibc maps for a 16 MiB array). Counted
+    in page faults and mapped bytes, not time; a process started without the variable is left alone."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     run = lambda extra: json.loads(subprocess.run(  # noqa: E731
         [sys.executable, "-c", _FAULTS], env={**env, **extra}, capture_output=True, text=True, check=True).stdout)
-    frozen, inside, after, task = run({"MALLOC_TRIM_THRESHOLD_": "65536"})
+    frozen, inside, after, task, frozen_map, inside_map, after_map = run({"MALLOC_TRIM_THRESHOLD_": "65536"})
     assert frozen >= 200 and inside < frozen / 20 and task < frozen / 20  # a fault per page frozen; ~1 per array
-    assert after > frozen / 2  # put back: the worker hands memory back as its nanny asked
-    free, inside_free, _, _ = run({})
+    assert after > frozen / 2  # the trim threshold put back
+    assert frozen_map >= 16 << 20 and inside_map == 0 and after_map >= 16 << 20  # the mmap threshold put back
+    free, inside_free = run({})[:2]
     assert free < frozen / 20 and inside_free < frozen / 20
