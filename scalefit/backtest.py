@@ -280,7 +280,8 @@ def compare(
     if progress is not None and tasks:
         progress(tasks[0][0].name)
     rows = []
-    for row in parallel_map(_backtest_task, data, ((law, spec, by, min_tokens, fit_fn, fit_kw) for law, spec in tasks),
+    shared = data.as_arrays()  # the workers then need no pandas to read it
+    for row in parallel_map(_backtest_task, shared, ((law, spec, by, min_tokens, fit_fn, fit_kw) for law, spec in tasks),
                             jobs, backend):
         rows.append(row)
         if progress is not None and len(rows) < len(tasks):

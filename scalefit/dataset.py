@@ -78,6 +78,21 @@ class Dataset:
     def frame(self, frame) -> None:
         self._frame, self._arrays, self._codes = frame, None, None
 
+    def as_arrays(self) -> "Dataset":
+        """The same table held as plain arrays (itself when it already is): what a worker process can read
+        without importing pandas (0.4 s of a worker's start). Numeric columns as they are, others as text."""
+        if self._frame is None:
+            return self
+        import pandas as pd
+
+        arrays = {}
+        for name in self._frame.columns:
+            col = self._frame[name]
+            numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+            arrays[name] = col.to_numpy() if numeric else col.astype(str).to_numpy(dtype=object)
+        return Dataset(None, self.source, dict(self.columns), dict(self.units), list(self.dropped),
+                       None if self.lr is None else dict(self.lr), arrays=arrays, attrs=dict(self._frame.attrs))
+
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:
         if self._frame is not None:

@@ -193,6 +193,31 @@ print(got.decode())
     assert out == [str(path.resolve()), ["E", "A", "B", "a"]]
 
 
+def test_compare_workers_read_the_table_without_pandas():
+    """A table read through pandas goes to compare's workers as plain arrays: a worker then never imports
+    pandas (0.37 s of its start), and the rows equal the serial ones."""
+    out = fresh("""
+import json, sys
+sys.path.insert(0, "tests")
+from strategies import chinchilla_frame
+from scalefit.backtest import compare
+from scalefit.bootstrap import parallel_map
+from scalefit.data import from_frame
+from scalefit.registry import get_law
+
+def loaded(_table, _i):
+    import sys
+    return sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "pandas"})
+
+data = from_frame(chinchilla_frame(seed=4), required=["params", "tokens", "loss"])
+laws = [get_law("chinchilla"), get_law("kaplan")]
+strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+same = strip(compare(laws, data, ["largest"], jobs=2)) == strip(compare(laws, data, ["largest"]))
+print(json.dumps([same, list(parallel_map(loaded, None, [(1,), (2,)], 2, "loky"))]))
+""")
+    assert out == [True, [["numpy"], ["numpy"]]]
+
+
 def test_listing_every_law_imports_no_scipy():
     out = fresh("""
 import json, sys
