@@ -40,17 +40,29 @@ def test_loky_processes_match_serial(data, serial):
     np.testing.assert_array_equal(par.draws, serial.draws)
 
 
+def _bounds_seen(law, name: str) -> list[float]:
+    """On a worker: the bounds of ``name`` in the law as the worker restored it."""
+    return list(law.params[name].bounds)
+
+
 def test_narrowed_bounds_reach_worker_processes(data):
     """Bounds narrowed by the caller (lmfit-style params) hold in the workers too: the law a worker restores
-    by name carries them. Regression: the worker's law had the file's bounds, so a linear coefficient on a
-    narrowed bound was projected within the wide ones (different draws from the serial run)."""
+    by name carries them. Regression: the worker's law had the file's bounds, so its variable projection
+    held a linear coefficient within the wide ones. Here the final clip to the narrowed bounds happened to
+    hide it in the draws, so the worker's law is also asked directly."""
     from types import SimpleNamespace
+
+    from scalefit.bootstrap import parallel_map
+    from scalefit.lmfit_bridge import with_bounds
+    from scalefit.registry import get_law
 
     narrowed = {"E": SimpleNamespace(value=1.5, vary=True, min=1.0, max=1.5, expr=None)}
     one = fit("chinchilla", data, params=narrowed, n_bootstrap=30, seed=5)
     two = fit("chinchilla", data, params=narrowed, n_bootstrap=30, seed=5, jobs=2)
     assert one.params["E"].value == pytest.approx(1.5)  # the narrowed bound binds
     np.testing.assert_array_equal(two.draws, one.draws)
+    law = with_bounds(get_law("chinchilla"), {"E": (1.0, 1.5)})
+    assert list(parallel_map(_bounds_seen, law, [("E",)], 2, "loky")) == [[1.0, 1.5]]
 
 
 def test_law_file_laws_reach_worker_processes(data, tmp_path):
