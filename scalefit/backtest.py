@@ -281,8 +281,8 @@ def compare(
         progress(tasks[0][0].name)
     rows = []
     shared = data.as_arrays()  # the workers then need no pandas to read it
-    for row in parallel_map(_backtest_task, shared, ((law, spec, by, min_tokens, fit_fn, fit_kw) for law, spec in tasks),
-                            jobs, backend):
+    items = [(law, spec, by, min_tokens, fit_fn, fit_kw) for law, spec in tasks]  # a list: it may all go out at once
+    for row in parallel_map(_backtest_task, shared, items, jobs, backend):
         rows.append(row)
         if progress is not None and len(rows) < len(tasks):
             progress(tasks[len(rows)][0].name)

@@ -218,11 +218,19 @@ def _ray_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Iter
     """:func:`parallel_map` on ray, with ray's own tasks: the table put once into the object store (each
     task gets it back zero-copy from the node's shared memory). joblib's ray backend was measured and not
     used: it starts a fresh pool of actors on every call (6-10 s for 8 tiny tasks on a local 2-CPU
-    instance, where these tasks take 0.1 s: benchmarks/results/cluster.md) and cannot stream results."""
+    instance, where these tasks take 0.1 s: benchmarks/results/cluster.md) and cannot stream results.
+
+    A list of items goes out at once where ``workers`` covers the cluster's CPUs: ray's own scheduler then
+    hands each worker its next task as it finishes one, without a trip through this process (a `compare`
+    sweep ran 1.05x loky's time one task per free worker, 1.00x at once); otherwise at most ``workers``
+    tasks are out, which is what makes ``jobs`` a limit on a bigger cluster.
+    """
     import ray
 
     if not ray.is_initialized():
         ray.init()  # joins the cluster at RAY_ADDRESS, else starts a local one (as joblib's backend would)
+    if isinstance(items, list) and workers >= ray.cluster_resources().get("CPU", 1):
+        workers = max(workers, len(items))
     task = ray.remote(num_cpus=1)(_with_shared)
     table = ray.put(shared)
 
@@ -237,6 +245,25 @@ def _ray_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Iter
                          lambda refs: [ray.cancel(ref) for ref in refs], items, workers)
 
 
+_QUEUES: dict[str, bool] = {}  # Client id -> whether its scheduler keeps a queue (worker-saturation <= 1)
+
+
+def _scheduler_queues(client) -> bool:
+    """Whether ``client``'s scheduler gives each worker thread one task and keeps the rest in its own queue
+    (``distributed.scheduler.worker-saturation`` <= 1), handing out the next as a thread frees. dask's
+    default, 1.1, places a second task on every single-thread worker at once, where it may wait behind a
+    long fit while another worker idles. Asked once per Client; False where it cannot be asked (a
+    scheduler that refuses pickled functions)."""
+    if client.id not in _QUEUES:
+        try:  # a lambda travels by value: the scheduler's machine need not have scalefit
+            saturation = client.run_on_scheduler(lambda dask_scheduler: getattr(dask_scheduler, "WORKER_SATURATION",
+                                                                                 math.inf))
+            _QUEUES[client.id] = float(saturation) <= 1.0
+        except Exception:
+            _QUEUES[client.id] = False
+    return _QUEUES[client.id]
+
+
 def _dask_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Iterator:
     """:func:`parallel_map` on the dask cluster of the current Client, with dask's own tasks: the table
     scattered once to every worker, a task submitted only when a worker thread is free.
@@ -244,14 +271,20 @@ def _dask_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Ite
     Not joblib's dask backend: it submits twice as many tasks as threads up front, and the scheduler
     places each at once (up to 2 per single-thread worker), so a task waits behind a long fit on a busy
     worker while another worker idles -- a `compare` sweep ran 1.3x slower than loky, whose workers take
-    the next task when free (benchmarks/results/cluster.md). One task per free thread costs a scheduler
-    round trip (milliseconds) between tasks, small beside a whole fit or a chunk of draws.
+    the next task when free (benchmarks/results/cluster.md). One task per free thread costs a round trip
+    through this process between tasks (5-8 ms on a local cluster). So where the scheduler keeps its own
+    queue (:func:`_scheduler_queues`) and the items are a list of more than twice its threads, they all go
+    out at once, in order: the scheduler places the first two per thread at once (dask queues only groups
+    of tasks bigger than that) and hands out the rest as threads free, with no trip through this process
+    (a `compare` sweep: 0.99-1.04x loky's time, against 1.12x one task per free thread).
     """
     from uuid import uuid4
 
     from distributed import get_client, get_worker, rejoin, secede, wait
 
     client = get_client()
+    if isinstance(items, list) and len(items) > 2 * workers and _scheduler_queues(client):
+        workers = len(items)  # all out at once, in order: the scheduler hands them to its workers
     table = client.scatter([shared], broadcast=True, hash=False)[0]  # in a list: a tuple or dict stays whole
     name = getattr(fn, "__name__", "task")
     try:
@@ -282,8 +315,10 @@ def parallel_map(fn: Callable, shared, items: Iterable[tuple], jobs: int, backen
     and loky memory-maps its arrays over 1 MB (written once per call; the small rest is pickled with each
     task). loky and threading go through joblib; dask and ray through their own tasks, each submitted when
     a worker is free (:func:`_dask_map`, :func:`_ray_map`), so that no task waits behind a long one while
-    a worker idles. loky's workers end with the process that started them; closing the generator (an
-    interrupt) cancels the queued tasks at once. The caller makes the backend usable first
+    a worker idles. A list of items may all go out at once where the cluster's scheduler itself hands each
+    free worker the next; an iterator is drawn one item per free worker, so lazily made items (chunks of
+    resampled counts) stay bounded in memory. loky's workers end with the process that started them;
+    closing the generator (an interrupt) cancels the queued tasks at once. The caller makes the backend usable first
     (:func:`scalefit.fit.connect_backend`).
     """
     if backend in ("dask", "ray"):

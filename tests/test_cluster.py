@@ -166,6 +166,70 @@ def test_dask_hands_each_task_to_a_free_worker(dask_client):
     assert all(w != long_worker[0] for w, seconds in ran if seconds < 0.5)
 
 
+@pytest.fixture(scope="module")
+def queuing_client():
+    """A 2-process LocalCluster whose scheduler keeps its own queue (worker-saturation 1.0, as the README
+    recommends for scalefit's sweeps); not the default Client, so the other tests keep theirs."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    with cluster, distributed.Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+def _spy_windows(monkeypatch) -> list:
+    """The most tasks each parallel_map let out at once (the window it gave _in_order)."""
+    windows: list = []
+    real = bootmod._in_order
+    monkeypatch.setattr(bootmod, "_in_order", lambda *args: windows.append(args[-1]) or real(*args))
+    return windows
+
+
+def _timed_sleeper():
+    """A task that sleeps, made here so that it travels by value (a ray worker cannot import this module)."""
+    def sleep(offset, seconds):
+        t0 = time.time()
+        time.sleep(seconds)
+        return offset + seconds, t0, time.time()
+    return sleep
+
+
+def test_a_queuing_dask_scheduler_gets_a_list_of_tasks_at_once(rpj, queuing_client, dask_client, monkeypatch):
+    """Where the scheduler keeps the queue (worker-saturation <= 1), a list of more tasks than twice the
+    threads goes out at once, in order, and the scheduler hands them out (no trip through the client
+    between tasks): a `compare` of 6 backtests gives the serial rows. dask's default saturation (1.1), and
+    lists too short for dask to queue, keep one task per free thread."""
+    assert bootmod._scheduler_queues(queuing_client) and not bootmod._scheduler_queues(dask_client)
+    laws = [get_law(n) for n in ("chinchilla", "kaplan", "kaplan_e")]
+    serial = compare(laws, rpj, SPLITS)
+    windows = _spy_windows(monkeypatch)
+    with queuing_client.as_current():
+        _same_rows(compare(laws, rpj, SPLITS, jobs=2, backend="dask"), serial)
+        assert list(bootmod.parallel_map(operator.add, 1, [(i,) for i in range(4)], 2, "dask")) == [1, 2, 3, 4]
+    with dask_client.as_current():
+        _same_rows(compare(laws, rpj, SPLITS, jobs=2, backend="dask"), serial)
+    assert windows == [6, 2, 2]
+
+
+def test_ray_gets_a_list_of_tasks_at_once_and_hands_them_to_free_workers(ray_local, monkeypatch):
+    """On a ray cluster no bigger than ``jobs`` a list goes out at once (ray's scheduler gives each worker
+    its next task as it finishes one): the short tasks all run beside the long one, none behind it. A
+    generator, or ``jobs`` below the cluster's CPUs, keeps one task per allowed worker."""
+    from scalefit.fit import connect_backend
+
+    connect_backend("ray")
+    windows = _spy_windows(monkeypatch)
+    items = [(1.0,)] + [(0.05,)] * 5
+    got = list(bootmod.parallel_map(_timed_sleeper(), 1.0, items, 2, "ray"))
+    assert [g[0] for g in got] == [2.0] + [1.05] * 5
+    assert all(end < got[0][2] for _, _, end in got[1:])
+    list(bootmod.parallel_map(_timed_sleeper(), 1.0, iter(items), 2, "ray"))
+    list(bootmod.parallel_map(_timed_sleeper(), 1.0, items, 1, "ray"))
+    assert windows == [6, 2, 1]
+
+
 def test_dask_map_inside_a_dask_task_gives_up_its_thread(dask_client):
     """Called from a task (a user's ``client.map`` over tables), parallel_map leaves its worker thread
     while it waits: with both single-thread workers busy with such callers, their own tasks still run
