@@ -1,6 +1,8 @@
-"""Cluster: a `compare` sweep (point laws x holdouts x real data sets) serial, with --jobs 2 (loky), on a
-local dask cluster (2 worker processes x 1 thread) and on a local ray instance (2 CPUs, if ray is installed);
-then coarse tasks, one fit's bootstrap draws (--draws, on the first table: Epoch's), the same four ways.
+"""Cluster: a `compare` sweep (point laws x holdouts x real data sets) serial, with --jobs 2 (loky), on two
+local dask clusters (2 worker processes x 1 thread each: one set up as the README recommends -- scheduler
+worker-saturation 1.0, workers' profiler off -- and one with dask's defaults) and on a local ray instance
+(2 CPUs, if ray is installed); then coarse tasks, one fit's bootstrap draws (--draws, on the first table:
+Epoch's), the same five ways.
 
 Each data set is one `scalefit.backtest.compare` call whose tasks are whole backtests (law x holdout); the
 table goes to the workers once per call. Every path must return the serial rows (wall times aside). Paths
@@ -17,6 +19,7 @@ Writes benchmarks/results/cluster.md. Options: --repeats N, --laws a,b, --holdou
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import platform
@@ -29,6 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data"
+# The README's settings for a dask cluster that runs scalefit's sweeps: the scheduler keeps tasks beyond one
+# per thread in its own queue (scalefit then sends a whole sweep at once), and the workers do not sample
+# their own stacks every 10 ms (a few per cent of a CPU-bound fit's time).
+RECOMMENDED_DASK = {"distributed.scheduler.worker-saturation": 1.0, "distributed.worker.profile.enabled": False}
 
 
 def datasets() -> list:
@@ -62,6 +69,11 @@ def sweep(laws, sets, holdouts, jobs: int, backend: str) -> tuple[float, list]:
     return time.perf_counter() - t0, rows
 
 
+def on(client):
+    """Make ``client`` (a path's dask Client) the current one while a path runs; nothing for the others."""
+    return client.as_current() if client is not None else contextlib.nullcontext()
+
+
 def draws(data, n_draws: int, jobs: int, backend: str, seed: int) -> tuple[float, object]:
     """One Chinchilla fit of ``data`` with ``n_draws`` bootstrap draws: (seconds, the draws)."""
     from scalefit.fit import fit
@@ -80,8 +92,9 @@ def _touch(problem, i: int) -> float:
     return float(problem.logy[i])
 
 
-def shipping(paths: dict, repeats: int) -> list[tuple[str, float, float]]:
-    """(backend, median s for 8 tasks with the problem in every task, median s with it sent once)."""
+def shipping(backends: list[str], clients: dict, repeats: int) -> list[tuple[str, float, float]]:
+    """(backend, median s for 8 tasks with the problem in every task, median s with it sent once), on
+    ``backends`` (loky, dask -- the Client in ``clients`` -- and ray)."""
     import numpy as np
     import pandas as pd
     from joblib import Parallel, delayed, parallel_config
@@ -101,27 +114,26 @@ def shipping(paths: dict, repeats: int) -> list[tuple[str, float, float]]:
     problem = Problem(law, law.prepare(data), data.column("loss"), None, Parameterization(law), RobustLoss("huber", 1e-3))
     want = [float(problem.logy[i]) for i in range(8)]
     out = []
-    if "ray" in paths:  # joblib's ray backend, for the problem-in-every-task column (scalefit runs ray's own tasks)
+    if "ray" in backends:  # joblib's ray backend, for the problem-in-every-task column (scalefit runs ray's own tasks)
         from ray.util.joblib import register_ray
 
         register_ray()
-    for backend in paths:
-        if backend == "serial":
-            continue
-        per_task, once = [], []
-        list(parallel_map(_touch, problem, [(0,), (1,)], 2, backend))  # workers up
-        # loky: the initializer parallel_map gives its workers, so that both calls share one pool of workers
-        own = {"initializer": _exit_with_parent, "initargs": (os.getpid(),)} if backend == "loky" else {}
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            with parallel_config(backend=backend, n_jobs=2, **own), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # dask warns of the large object in every task: that is the point
-                got = Parallel()(delayed(_touch)(problem, i) for i in range(8))
-            per_task.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            got2 = list(parallel_map(_touch, problem, [(i,) for i in range(8)], 2, backend))
-            once.append(time.perf_counter() - t0)
-            assert got == want and got2 == want
+    for backend in backends:
+        with on(clients.get(backend)):
+            per_task, once = [], []
+            list(parallel_map(_touch, problem, [(0,), (1,)], 2, backend))  # workers up
+            # loky: the initializer parallel_map gives its workers, so that both calls share one pool of workers
+            own = {"initializer": _exit_with_parent, "initargs": (os.getpid(),)} if backend == "loky" else {}
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                with parallel_config(backend=backend, n_jobs=2, **own), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # dask warns of the large object in every task: that is the point
+                    got = Parallel()(delayed(_touch)(problem, i) for i in range(8))
+                per_task.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                got2 = list(parallel_map(_touch, problem, [(i,) for i in range(8)], 2, backend))
+                once.append(time.perf_counter() - t0)
+                assert got == want and got2 == want
         out.append((backend, statistics.median(per_task), statistics.median(once)))
     return out
 
@@ -150,19 +162,24 @@ def main(argv=None) -> int:
         return 0
     load0 = os.getloadavg()[0]
     paths = {"serial": (1, "loky"), "loky": (2, "loky")}
+    clients: dict = {}  # path -> its dask Client, made current while that path runs
     startup, versions = {}, {"joblib": joblib.__version__}
     cleanup = []
     try:
+        import dask
         import distributed
 
-        t0 = time.perf_counter()
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
-        client = distributed.Client(cluster)
-        startup["dask"] = time.perf_counter() - t0
-        cleanup += [client.close, cluster.close]
-        connect_backend("dask")
-        paths["dask"] = (2, "dask")
+        for name, settings in (("dask", RECOMMENDED_DASK), ("dask-defaults", {})):
+            t0 = time.perf_counter()
+            with dask.config.set(settings):  # read by the scheduler and the workers as they start
+                cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                                   dashboard_address=":0", silence_logs=logging.ERROR)
+            clients[name] = distributed.Client(cluster, set_as_default=False)
+            startup[name] = time.perf_counter() - t0
+            cleanup += [clients[name].close, cluster.close]
+            with clients[name].as_current():
+                connect_backend("dask")
+            paths[name] = (2, "dask")
         versions["dask"] = distributed.__version__
     except ImportError:
         print("bench_cluster: dask[distributed] not installed; dask not measured", file=sys.stderr)
@@ -184,14 +201,16 @@ def main(argv=None) -> int:
         cold, identical = {}, {}
         reference = None
         for name, (jobs, backend) in paths.items():  # warm-up: starts each path's workers, checks its rows
-            seconds, rows = sweep(laws, sets, holdouts, jobs, backend)
+            with on(clients.get(name)):
+                seconds, rows = sweep(laws, sets, holdouts, jobs, backend)
             cold[name] = seconds
             reference = rows if reference is None else reference
             identical[name] = same(rows, reference)
             print(f"{name}: cold sweep {seconds:.2f} s, rows identical to serial: {identical[name]}", flush=True)
         for r in range(args.repeats):  # alternated, so that the machine's load falls on every path alike
             for name, (jobs, backend) in (list(paths.items()) if r % 2 == 0 else list(paths.items())[::-1]):
-                seconds, _ = sweep(laws, sets, holdouts, jobs, backend)
+                with on(clients.get(name)):
+                    seconds, _ = sweep(laws, sets, holdouts, jobs, backend)
                 times[name].append(seconds)
                 print(f"{name}: repeat {r + 1}: {seconds:.2f} s", flush=True)
         # Coarse tasks: one fit's bootstrap draws, in chunks (a few per worker), on Epoch's table.
@@ -200,14 +219,17 @@ def main(argv=None) -> int:
         if args.draws:
             want = None
             for name, (jobs, backend) in paths.items():  # warm-up, and the draws must equal the serial ones
-                _, got = draws(sets[0], args.draws, jobs, backend, seed=0)
+                with on(clients.get(name)):
+                    _, got = draws(sets[0], args.draws, jobs, backend, seed=0)
                 want = got if want is None else want
                 boot_same[name] = bool(np.array_equal(got, want, equal_nan=True))
             for r in range(args.repeats):
                 for name, (jobs, backend) in (list(paths.items()) if r % 2 == 0 else list(paths.items())[::-1]):
-                    boot[name].append(draws(sets[0], args.draws, jobs, backend, seed=r + 1)[0])
+                    with on(clients.get(name)):
+                        boot[name].append(draws(sets[0], args.draws, jobs, backend, seed=r + 1)[0])
                     print(f"{name}: draws {r + 1}: {boot[name][-1]:.2f} s", flush=True)
-        ship = [] if args.no_shipping else shipping(paths, args.repeats)
+        ship = [] if args.no_shipping else shipping([b for b in ("loky", "dask", "ray") if b in paths], clients,
+                                                    args.repeats)
     finally:
         for close in cleanup:
             close()
@@ -227,8 +249,12 @@ def main(argv=None) -> int:
         "",
         f"Medians of {args.repeats} sweeps, paths alternated (each round in the other order), after a warm-up sweep per path (its time: *cold*, "
         f"which includes starting loky's workers). dask: `LocalCluster(n_workers=2, threads_per_worker=1)` "
-        f"(processes); ray: `ray.init(num_cpus=2)`; both run scalefit's own tasks, each sent when a worker is "
-        f"free (`parallel_map`); their own start-up is listed apart. *Same round vs loky*: "
+        f"(processes), set up as the README recommends (scheduler worker-saturation 1.0, the workers' profiler "
+        f"off: the 6 backtests of a call go out at once and the scheduler hands them out), and *dask-defaults*, "
+        f"a second such cluster with dask's defaults (saturation 1.1: one task sent per free worker); ray: "
+        f"`ray.init(num_cpus=2)`, all 6 at once (ray's scheduler hands them out). All run scalefit's own tasks "
+        f"(`parallel_map`); the clusters' own start-up is listed apart. Both dask clusters and ray stay up "
+        f"throughout, so every path shares the machine with their idle processes. *Same round vs loky*: "
         f"the median over rounds of each round's time over loky's in that round.",
         "",
         "| path | median s | sweeps (s) | vs serial | vs loky --jobs 2 | same round vs loky | cold sweep s | "
