@@ -165,38 +165,38 @@ def main(argv=None) -> int:
     clients: dict = {}  # path -> its dask Client, made current while that path runs
     startup, versions = {}, {"joblib": joblib.__version__}
     cleanup = []
-    try:
-        import dask
-        import distributed
+    try:  # all that starts here is closed in the finally below
+        try:
+            import dask
+            import distributed
 
-        for name, settings in (("dask", RECOMMENDED_DASK), ("dask-defaults", {})):
+            for name, settings in (("dask", RECOMMENDED_DASK), ("dask-defaults", {})):
+                t0 = time.perf_counter()
+                with dask.config.set(settings):  # read by the scheduler and the workers as they start
+                    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                                       dashboard_address=":0", silence_logs=logging.ERROR)
+                clients[name] = distributed.Client(cluster, set_as_default=False)
+                startup[name] = time.perf_counter() - t0
+                cleanup += [clients[name].close, cluster.close]
+                with clients[name].as_current():
+                    connect_backend("dask")
+                paths[name] = (2, "dask")
+            versions["dask"] = distributed.__version__
+        except ImportError:
+            print("bench_cluster: dask[distributed] not installed; dask not measured", file=sys.stderr)
+        try:
+            import ray
+
             t0 = time.perf_counter()
-            with dask.config.set(settings):  # read by the scheduler and the workers as they start
-                cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                                   dashboard_address=":0", silence_logs=logging.ERROR)
-            clients[name] = distributed.Client(cluster, set_as_default=False)
-            startup[name] = time.perf_counter() - t0
-            cleanup += [clients[name].close, cluster.close]
-            with clients[name].as_current():
-                connect_backend("dask")
-            paths[name] = (2, "dask")
-        versions["dask"] = distributed.__version__
-    except ImportError:
-        print("bench_cluster: dask[distributed] not installed; dask not measured", file=sys.stderr)
-    try:
-        import ray
+            ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+            startup["ray"] = time.perf_counter() - t0
+            cleanup.append(ray.shutdown)
+            connect_backend("ray")
+            paths["ray"] = (2, "ray")
+            versions["ray"] = ray.__version__
+        except ImportError:
+            print("bench_cluster: ray not installed; ray not measured", file=sys.stderr)
 
-        t0 = time.perf_counter()
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
-        startup["ray"] = time.perf_counter() - t0
-        cleanup.append(ray.shutdown)
-        connect_backend("ray")
-        paths["ray"] = (2, "ray")
-        versions["ray"] = ray.__version__
-    except ImportError:
-        print("bench_cluster: ray not installed; ray not measured", file=sys.stderr)
-
-    try:
         times: dict[str, list[float]] = {p: [] for p in paths}
         cold, identical = {}, {}
         reference = None
@@ -250,8 +250,10 @@ def main(argv=None) -> int:
         f"Medians of {args.repeats} sweeps, paths alternated (each round in the other order), after a warm-up sweep per path (its time: *cold*, "
         f"which includes starting loky's workers). dask: `LocalCluster(n_workers=2, threads_per_worker=1)` "
         f"(processes), set up as the README recommends (scheduler worker-saturation 1.0, the workers' profiler "
-        f"off: the 6 backtests of a call go out at once and the scheduler hands them out), and *dask-defaults*, "
-        f"a second such cluster with dask's defaults (saturation 1.1: one task sent per free worker); ray: "
+        f"off: the 6 backtests of a call go out at once, as one graph, and the scheduler hands them out), and "
+        f"*dask-defaults*, "
+        f"a second such cluster with dask's defaults (saturation 1.1 and the profiler on; scalefit then sends "
+        f"one task per free worker); ray: "
         f"`ray.init(num_cpus=2)`, all 6 at once (ray's scheduler hands them out). All run scalefit's own tasks "
         f"(`parallel_map`); the clusters' own start-up is listed apart. Both dask clusters and ray stay up "
         f"throughout, so every path shares the machine with their idle processes. *Same round vs loky*: "

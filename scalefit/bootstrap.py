@@ -151,7 +151,8 @@ def _effective_jobs(jobs: int) -> int:
 
 def cluster_workers(backend: str, jobs: int) -> int:
     """How many workers will take tasks: ``jobs`` for loky, threading and ray (at most that many ray tasks
-    run at once; -1: the ray cluster's CPUs once connected, else this machine's); every worker thread of
+    run at once on a cluster of fixed size, :func:`_ray_map`; -1: the ray cluster's CPUs once connected,
+    else this machine's); every worker thread of
     the dask cluster, whatever ``jobs`` says (the cluster's size is the user's choice). Call after
     :func:`scalefit.fit.connect_backend`."""
     if backend == "dask":
@@ -178,8 +179,9 @@ def _in_order(submit: Callable, first_done: Callable, result: Callable, cancel: 
               items: Iterable[tuple], workers: int) -> Iterator:
     """Run ``submit(item)`` for every item with at most ``workers`` tasks submitted at once, yielding
     ``result(task)`` in the items' order as results arrive (``first_done(tasks)``: the finished ones, after
-    waiting for at least one). A task is submitted only when a worker is free, so the cluster hands it to
-    that worker; closing the generator (an interrupt, an error) cancels the tasks still out."""
+    waiting for at least one). With ``workers`` the cluster's threads, a task is submitted only when a
+    worker is free, so the cluster hands it to that worker; closing the generator (an interrupt, an error)
+    cancels the tasks still out."""
     todo = iter(items)
     running: dict = {}  # task handle -> position
     arrived: dict = {}
@@ -222,8 +224,9 @@ def _ray_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Iter
 
     A list of items goes out at once where ``workers`` covers the cluster's CPUs: ray's own scheduler then
     hands each worker its next task as it finishes one, without a trip through this process (a `compare`
-    sweep ran 1.05x loky's time one task per free worker, 1.00x at once); otherwise at most ``workers``
-    tasks are out, which is what makes ``jobs`` a limit on a bigger cluster.
+    sweep ran 1.05x loky's time one task per free worker, 1.01x at once); otherwise at most ``workers``
+    tasks are out, which is what makes ``jobs`` a limit on a bigger cluster. (The CPUs are counted at the
+    call: an autoscaling cluster that grows during it may then run more than ``jobs`` tasks at once.)
     """
     import ray
 
@@ -245,46 +248,45 @@ def _ray_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Iter
                          lambda refs: [ray.cancel(ref) for ref in refs], items, workers)
 
 
-_QUEUES: dict[str, bool] = {}  # Client id -> whether its scheduler keeps a queue (worker-saturation <= 1)
-
-
 def _scheduler_queues(client) -> bool:
-    """Whether ``client``'s scheduler gives each worker thread one task and keeps the rest in its own queue
-    (``distributed.scheduler.worker-saturation`` <= 1), handing out the next as a thread frees. dask's
-    default, 1.1, places a second task on every single-thread worker at once, where it may wait behind a
-    long fit while another worker idles. Asked once per Client; False where it cannot be asked (a
-    scheduler that refuses pickled functions)."""
-    if client.id not in _QUEUES:
-        try:  # a lambda travels by value: the scheduler's machine need not have scalefit
-            saturation = client.run_on_scheduler(lambda dask_scheduler: getattr(dask_scheduler, "WORKER_SATURATION",
-                                                                                 math.inf))
-            _QUEUES[client.id] = float(saturation) <= 1.0
-        except Exception:
-            _QUEUES[client.id] = False
-    return _QUEUES[client.id]
+    """Whether ``client``'s scheduler gives every worker thread one task and keeps the rest of a big enough
+    group in its own queue, handing out the next as a thread frees: ``worker-saturation`` with
+    ceil(saturation x threads) = threads on every worker (1.0 does). dask's default, 1.1, places a second
+    task on every single-thread worker at once, where it may wait behind a long fit while another worker
+    idles; below 1 on a many-thread worker, some threads would get no task. Asked on every call (workers
+    come and go); False where the scheduler cannot be asked."""
+    try:  # a lambda travels by value: the scheduler's machine need not have scalefit
+        saturation, threads = client.run_on_scheduler(lambda dask_scheduler: (
+            float(getattr(dask_scheduler, "WORKER_SATURATION", math.inf)),
+            [ws.nthreads for ws in dask_scheduler.workers.values()]))
+    except Exception:
+        return False
+    return math.isfinite(saturation) and bool(threads) and all(
+        math.ceil(saturation * n) == n for n in threads)
 
 
 def _dask_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Iterator:
     """:func:`parallel_map` on the dask cluster of the current Client, with dask's own tasks: the table
-    scattered once to every worker, a task submitted only when a worker thread is free.
+    scattered once to every worker, and no task placed behind another on a worker.
 
     Not joblib's dask backend: it submits twice as many tasks as threads up front, and the scheduler
     places each at once (up to 2 per single-thread worker), so a task waits behind a long fit on a busy
     worker while another worker idles -- a `compare` sweep ran 1.3x slower than loky, whose workers take
-    the next task when free (benchmarks/results/cluster.md). One task per free thread costs a round trip
-    through this process between tasks (5-8 ms on a local cluster). So where the scheduler keeps its own
-    queue (:func:`_scheduler_queues`) and the items are a list of more than twice its threads, they all go
-    out at once, in order: the scheduler places the first two per thread at once (dask queues only groups
-    of tasks bigger than that) and hands out the rest as threads free, with no trip through this process
-    (a `compare` sweep: 0.99-1.04x loky's time, against 1.12x one task per free thread).
+    the next task when free (benchmarks/results/cluster.md). So by default a task is submitted only when a
+    worker thread is free, at the cost of a round trip through this process between two tasks (5-8 ms on
+    a local cluster). Where the scheduler keeps its own queue (:func:`_scheduler_queues`) and the items
+    are a list of more than twice its threads, they go out at once as one graph, so that the scheduler
+    sees the whole group and queues it ("root-ish" tasks: submitted one by one, the first two per thread
+    would be placed at once), and it hands each free thread the next. (It stops queuing when five or
+    more of these tables are held at once, by nested callers: then the tasks are placed at once.)
     """
     from uuid import uuid4
 
-    from distributed import get_client, get_worker, rejoin, secede, wait
+    from distributed import as_completed, get_client, get_worker, rejoin, secede, wait
 
     client = get_client()
-    if isinstance(items, list) and len(items) > 2 * workers and _scheduler_queues(client):
-        workers = len(items)  # all out at once, in order: the scheduler hands them to its workers
+    at_once = (isinstance(items, list) and len(items) > 2 * workers and len({len(item) for item in items}) == 1
+               and _scheduler_queues(client))
     table = client.scatter([shared], broadcast=True, hash=False)[0]  # in a list: a tuple or dict stays whole
     name = getattr(fn, "__name__", "task")
     try:
@@ -297,11 +299,19 @@ def _dask_map(fn: Callable, shared, items: Iterable[tuple], workers: int) -> Ite
             secede()
         except Exception:  # not a worker's task thread after all: nothing to hand back
             nested = False
+    if at_once:
+        futures = client.map(_with_shared, [fn] * len(items), [table] * len(items), *zip(*items), pure=False,
+                             key=[f"{name}-{uuid4().hex}" for _ in items])
+        sent, finished = iter(futures), as_completed(futures)
+        submit, first_done, workers = (lambda item: next(sent)), (lambda running: [next(finished)]), len(items)
+    else:
+        def submit(item):
+            return client.submit(_with_shared, fn, table, *item, pure=False, key=f"{name}-{uuid4().hex}")
+
+        def first_done(running):
+            return wait(running, return_when="FIRST_COMPLETED").done
     try:
-        yield from _in_order(lambda item: client.submit(_with_shared, fn, table, *item, pure=False,
-                                                        key=f"{name}-{uuid4().hex}"),
-                             lambda futures: wait(futures, return_when="FIRST_COMPLETED").done,
-                             lambda future: future.result(), client.cancel, items, workers)
+        yield from _in_order(submit, first_done, lambda future: future.result(), client.cancel, items, workers)
     finally:
         if nested:
             rejoin()
@@ -313,11 +323,11 @@ def parallel_map(fn: Callable, shared, items: Iterable[tuple], jobs: int, backen
     ``shared`` -- the table every task reads -- reaches the workers once, not inside every task: dask
     scatters it to every worker (``broadcast``), ray puts it once into its object store, threads share it,
     and loky memory-maps its arrays over 1 MB (written once per call; the small rest is pickled with each
-    task). loky and threading go through joblib; dask and ray through their own tasks, each submitted when
-    a worker is free (:func:`_dask_map`, :func:`_ray_map`), so that no task waits behind a long one while
-    a worker idles. A list of items may all go out at once where the cluster's scheduler itself hands each
-    free worker the next; an iterator is drawn one item per free worker, so lazily made items (chunks of
-    resampled counts) stay bounded in memory. loky's workers end with the process that started them;
+    task). loky and threading go through joblib; dask and ray through their own tasks, so that no task
+    waits behind a long one while a worker idles (:func:`_dask_map`, :func:`_ray_map`): each submitted
+    when a worker is free, or, for a list of items, all at once where the cluster's scheduler itself hands
+    each free worker the next. An iterator is always drawn one item per free worker, so lazily made items
+    (chunks of resampled counts) stay bounded in memory. loky's workers end with the process that started them;
     closing the generator (an interrupt) cancels the queued tasks at once. The caller makes the backend usable first
     (:func:`scalefit.fit.connect_backend`).
     """

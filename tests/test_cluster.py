@@ -78,9 +78,13 @@ def test_loky_processes_give_the_serial_rows(rpj, serial_rows):
 
 @pytest.fixture(scope="module")
 def dask_client():
+    """A 2-process LocalCluster with dask's default worker-saturation (1.1), whatever the environment says."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    import dask
+
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.1}):
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
         yield client
 
 
@@ -197,20 +201,25 @@ def _timed_sleeper():
 
 
 def test_a_queuing_dask_scheduler_gets_a_list_of_tasks_at_once(rpj, queuing_client, dask_client, monkeypatch):
-    """Where the scheduler keeps the queue (worker-saturation <= 1), a list of more tasks than twice the
-    threads goes out at once, in order, and the scheduler hands them out (no trip through the client
-    between tasks): a `compare` of 6 backtests gives the serial rows. dask's default saturation (1.1), and
-    lists too short for dask to queue, keep one task per free thread."""
+    """Where the scheduler keeps the queue (worker-saturation 1.0), a list of more tasks than twice the
+    threads goes out at once as one graph and the scheduler hands each free worker the next (no trip
+    through the client between tasks): the short tasks all run beside the long one, none placed behind it,
+    and a `compare` of 6 backtests gives the serial rows. dask's default saturation (1.1), and lists too
+    short for dask to queue, keep one task per free thread."""
     assert bootmod._scheduler_queues(queuing_client) and not bootmod._scheduler_queues(dask_client)
     laws = [get_law(n) for n in ("chinchilla", "kaplan", "kaplan_e")]
     serial = compare(laws, rpj, SPLITS)
     windows = _spy_windows(monkeypatch)
+    items = [(1.0,)] + [(0.05,)] * 5
     with queuing_client.as_current():
+        got = list(bootmod.parallel_map(_timed_sleeper(), 1.0, items, 2, "dask"))
         _same_rows(compare(laws, rpj, SPLITS, jobs=2, backend="dask"), serial)
         assert list(bootmod.parallel_map(operator.add, 1, [(i,) for i in range(4)], 2, "dask")) == [1, 2, 3, 4]
+    assert [g[0] for g in got] == [2.0] + [1.05] * 5
+    assert all(end < got[0][2] for _, _, end in got[1:])  # all five ran on the other worker meanwhile
     with dask_client.as_current():
         _same_rows(compare(laws, rpj, SPLITS, jobs=2, backend="dask"), serial)
-    assert windows == [6, 2, 2]
+    assert windows == [6, 6, 2, 2]
 
 
 def test_ray_gets_a_list_of_tasks_at_once_and_hands_them_to_free_workers(ray_local, monkeypatch):
