@@ -87,8 +87,10 @@ def test_a_json_forecast_loads_no_rich_and_a_table_forecast_no_file_writer():
     assert fresh(run_cli(*forecast) + listed % (("tempfile", "scalefit._io"),)) == []  # it writes no file
 
 
-def test_an_info_line_is_what_rich_would_print(capsys):
-    """Before a rich console exists, info() writes the line itself; it is the line rich prints."""
+@pytest.mark.parametrize("say", ["info", "warn"])
+def test_an_info_or_warning_line_is_what_rich_would_print(say, capsys):
+    """Before a rich console exists, info() and (on a stream that is no terminal: no colour to show)
+    warn() write the line themselves; it is the line rich prints."""
     from scalefit.cli import _output
 
     message = "1e24 → 1.00e+24 FLOPs\tand [bold]markup[/bold] :fire: \x1b[31m kept literal " + "long " * 40
@@ -96,15 +98,16 @@ def test_an_info_line_is_what_rich_would_print(capsys):
     made = stderr._console
     try:
         stderr._console = None
-        _output.info(message)
+        getattr(_output, say)(message)
         plain = capsys.readouterr().err
         assert stderr._console is None  # no console was made for it
-        stderr.real  # noqa: B018 - now a rich console exists: info() goes through it
-        _output.info(message)
+        stderr.real  # noqa: B018 - now a rich console exists: the line goes through it
+        getattr(_output, say)(message)
         assert capsys.readouterr().err == plain
     finally:
         stderr._console = made
     assert plain.count("\n") == 1 and "\\x1b[31m" in plain
+    assert plain.startswith("warning: 1e24" if say == "warn" else "1e24")
 
 
 def test_a_json_fit_with_draws_loads_no_pandas_scipy_or_rich(tmp_path):

@@ -107,6 +107,10 @@ def emit_json(obj: Any) -> None:
 
 
 def warn(message: str) -> None:
+    if err_console._console is None and not err_console.is_terminal:  # no colour to show: the line rich
+        sys.stderr.write(("warning: " + clean(message)).expandtabs(8) + "\n")  # would print, without importing
+        sys.stderr.flush()  # rich (13 ms of a small fit's 0.19 s)
+        return
     err_console.print(line(styled("warning:", "yellow"), " ", message), highlight=False)
 
 
