@@ -16,7 +16,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -235,9 +235,14 @@ def _backtest_task(data: Dataset, law: Law, holdout, by: str, min_tokens, fit_fn
     return backtest(law, data, holdout, by, min_tokens=min_tokens, fit_fn=fit_fn, **fit_kw)
 
 
+def _backtest_in(tables: dict, name, *task) -> dict:
+    """:func:`_backtest_task` on the table called ``name`` of ``tables`` (every table shipped once per call)."""
+    return _backtest_task(tables[name], *task)
+
+
 def compare(
     laws: Sequence[Law],
-    data: Dataset,
+    data: Dataset | Mapping[str, Dataset],
     holdout: str | int | Sequence[str | int] = "largest",
     by: str = "params",
     *,
@@ -251,7 +256,10 @@ def compare(
     """One backtest row per law on the same split (laws must share the data's columns).
 
     ``holdout`` may be a list of splits (``["largest", "largest:2"]``): one row per split and law, split
-    by split, the laws in order within each. ``jobs``, ``backend``: run the backtests -- each a whole
+    by split, the laws in order within each. ``data`` may be a mapping of names to tables (the corpora of
+    one study): then every table gets every split and law, table by table, each row naming its table
+    under ``"data"``, and with ``jobs`` all of them go out as one stream of tasks (one wait for the last
+    fit, not one per table). ``jobs``, ``backend``: run the backtests -- each a whole
     fit -- as parallel tasks (``loky``, ``threading``, ``dask``, ``ray``, as for :func:`scalefit.fit.fit`;
     :func:`scalefit.bootstrap.parallel_map`), the table sent to the workers once; the rows equal the serial
     ones, in the same order (``seconds`` aside), and each fit runs on one worker. ``progress(name)`` hears
@@ -266,26 +274,40 @@ def compare(
     splits = list(holdout) if isinstance(holdout, (list, tuple)) else [holdout]
     if not splits:
         raise option_error("holdout", holdout, "give at least one split, e.g. 'largest'")
-    for spec in splits:  # a bad split fails here, not in a worker after other fits ran
-        holdout_split(data, spec, by, min_tokens=min_tokens)
-    tasks = [(law, spec) for spec in splits for law in laws]
+    named = isinstance(data, Mapping)
+    tables = dict(data) if named else {None: data}
+    if not tables:
+        raise DataError("compare: no tables given (an empty mapping of tables)")
+    for name, table in tables.items():
+        for spec in splits:  # a bad split fails here, not in a worker after other fits ran
+            try:
+                holdout_split(table, spec, by, min_tokens=min_tokens)
+            except DataError as exc:
+                if not named:
+                    raise
+                raise type(exc)(f"table '{name}': {exc}", options=exc.options) from None
+    tasks = [(name, law, spec) for name in tables for spec in splits for law in laws]
+
+    def labelled(row: dict, name) -> dict:
+        return {"data": name, **row} if named else row
+
+    rows: list[dict] = []
     if jobs == 1 and backend == "loky":
-        rows = []
-        for law, spec in tasks:
+        for name, law, spec in tasks:
             if progress is not None:
                 progress(law.name)
-            rows.append(backtest(law, data, spec, by, min_tokens=min_tokens, fit_fn=fit_fn, **fit_kw))
+            rows.append(labelled(backtest(law, tables[name], spec, by, min_tokens=min_tokens, fit_fn=fit_fn,
+                                          **fit_kw), name))
         return rows
     connect_backend(backend)
     if progress is not None and tasks:
-        progress(tasks[0][0].name)
-    rows = []
-    shared = data.as_arrays()  # the workers then need no pandas to read it
-    items = [(law, spec, by, min_tokens, fit_fn, fit_kw) for law, spec in tasks]  # a list: it may all go out at once
-    for row in parallel_map(_backtest_task, shared, items, jobs, backend):
-        rows.append(row)
+        progress(tasks[0][1].name)
+    shared = {name: table.as_arrays() for name, table in tables.items()}  # the workers then need no pandas
+    items = [(name, law, spec, by, min_tokens, fit_fn, fit_kw) for name, law, spec in tasks]  # a list: it may all go out at once
+    for row in parallel_map(_backtest_in, shared, items, jobs, backend):
+        rows.append(labelled(row, tasks[len(rows)][0]))
         if progress is not None and len(rows) < len(tasks):
-            progress(tasks[len(rows)][0].name)
+            progress(tasks[len(rows)][1].name)
     return rows
 
 

@@ -107,6 +107,25 @@ def test_ray_gives_the_serial_rows(rpj, serial_rows, ray_local):
     _same_rows(rows, serial_rows)
 
 
+def test_a_mapping_of_tables_gives_each_tables_own_rows_in_one_stream(rpj_frame, rpj):
+    """`compare` over several tables (Gadre's corpora): table by table, each row naming its table and equal
+    to that table's own `compare`, serial and with loky; a bad split names the table it fails on."""
+    frame = pd.read_csv(shared_file("gadre", "gadre2024_final_losses.csv"))
+    c4 = from_frame(frame[frame["dataset"] == "c4_original"].reset_index(drop=True),
+                    columns={"run": "name", "loss": "loss_c4_val"}, required=["params", "tokens", "loss"])
+    tables = {"rpj": rpj, "c4_original": c4}
+    laws = [get_law(n) for n in LAWS]
+    want = [{"data": name, **row} for name, table in tables.items() for row in compare(laws, table, SPLITS)]
+    _same_rows(compare(laws, tables, SPLITS), want)
+    heard = []
+    _same_rows(compare(laws, tables, SPLITS, jobs=2, progress=heard.append), want)
+    assert heard == [law for _ in tables for _ in SPLITS for law in LAWS]
+    with pytest.raises(DataError, match="table 'rpj': .*leaves no model size"):
+        compare(laws, tables, "largest:99")
+    with pytest.raises(DataError, match="no tables"):
+        compare(laws, {}, SPLITS)
+
+
 class CountedTable(dict):
     """A table that counts how often it is serialised (in this process); it arrives as a plain dict."""
 
@@ -258,7 +277,7 @@ def test_dask_compare_runs_every_fit_once_on_the_workers(rpj, serial_rows, dask_
         rows = compare([get_law(n) for n in LAWS], rpj, SPLITS, jobs=2, backend="dask")
     _same_rows(rows, serial_rows)
     keys = [t["key"] for t in stream.data]
-    assert len(keys) == len(serial_rows) and all(k.startswith("_backtest_task-") for k in keys)
+    assert len(keys) == len(serial_rows) and all(k.startswith("_backtest_in-") for k in keys)
 
 
 def test_bootstrap_tasks_are_coarse_and_solved_in_memory_blocks(monkeypatch):
@@ -309,6 +328,33 @@ def test_cli_compare_jobs_and_backend_match_serial(rpj_frame, tmp_path, request)
     on_dask = runner.invoke(app, [*base, "--jobs", "2", "--backend", "dask"])
     assert on_dask.exit_code == 0, on_dask.output
     _same_rows(json.loads(on_dask.stdout), serial)
+
+
+def test_cli_compare_per_column_gives_each_values_own_rows(tmp_path):
+    """`compare --per dataset` on Gadre's table: for each corpus the rows `--where dataset=...` prints (one
+    stream of fits with --jobs 2), named by their corpus; a missing column, curve laws, or a split one
+    corpus cannot make fail with one line that names them."""
+    path = shared_file("gadre", "gadre2024_final_losses.csv")
+    base = ["compare", str(path), "--laws", ",".join(LAWS), "--col", "run=name", "--col", "loss=loss_c4_val", "--json"]
+    res = runner.invoke(app, [*base, "--per", "dataset", "--jobs", "2"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    corpora = sorted(pd.read_csv(path)["dataset"].unique())
+    assert [r["dataset"] for r in rows] == [c for c in corpora for _ in LAWS]
+    for corpus in corpora:
+        one = runner.invoke(app, [*base, "--where", f"dataset={corpus}"])
+        assert one.exit_code == 0, one.output
+        _same_rows([{k: v for k, v in r.items() if k != "dataset"} for r in rows if r["dataset"] == corpus],
+                   json.loads(one.stdout))
+    table = runner.invoke(app, [*base[:-1], "--per", "dataset"])
+    assert table.exit_code == 0 and all(c in table.stdout for c in corpora)
+    for extra, words in ((["--per", "corpus"], ["--per corpus", "no such column"]),
+                         (["--per", "dataset", "--holdout", "largest:99"], ["dataset=c4_original", "leaves no"]),
+                         (["--per", "dataset", "--laws", "multipower"], ["--per works with point laws"])):
+        bad = runner.invoke(app, [*base, *extra])
+        assert bad.exit_code == 2, bad.output
+        assert all(w in bad.stderr for w in words) and "Traceback" not in bad.output
+        assert bad.stderr.strip().count("\n") == 0
 
 
 @pytest.mark.parametrize("flag,value", [("--jobs", "0"), ("--backend", "spark")])

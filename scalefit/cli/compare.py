@@ -16,6 +16,7 @@ def compare(
     holdout_by: str = typer.Option("params", "--holdout-by", help="Rank models by 'params' or 'compute'."),
     col: Optional[List[str]] = typer.Option(None, "--col", help="ROLE=COLUMN mapping (repeatable)."),
     where: Optional[List[str]] = typer.Option(None, "--where", help="Keep rows with COLUMN=VALUE (repeatable)."),
+    per: Optional[str] = typer.Option(None, "--per", help="Point laws: compare on each value of this column apart (e.g. --per dataset), one group of rows per value; with --jobs every fit goes out in one stream."),
     min_tokens: Optional[float] = typer.Option(None, "--min-tokens", help="Checkpoint tables: fit only rows with at least this many tokens."),
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Drop rows with NaN or non-positive values instead of failing."),
     law_file: Optional[List[str]] = typer.Option(None, "--law-file", help="Also load laws from this Python file."),
@@ -37,6 +38,8 @@ def compare(
     from ..tables import filter_rows, read_table
 
     kinds = {get_law(n.strip(), law_file or ()).kind for n in laws.split(",") if n.strip()}
+    if per is not None and "curve" in kinds:
+        raise DataError("--per works with point laws; for curve laws, run compare once per value with --where")
     if kinds == {"curve"}:
         return _compare_curves(runs, [get_law(n.strip(), law_file or ()) for n in laws.split(",") if n.strip()],
                                holdout or "loco", col, where, drop_invalid, delta, bootstrap, lr_table, schedule,
@@ -56,18 +59,27 @@ def compare(
         raise DataError("--laws: give at least one law name, e.g. --laws chinchilla,kaplan")
     models = [get_law(n, law_file or ()) for n in names]
     frame = filter_rows(read_table(runs), where, runs)
-    data = from_frame(frame, source=runs, columns=parse_column_mapping(col or []),
-                      required=required_roles(models), drop_invalid=drop_invalid)
-    for line in data.dropped:
-        warn(line)
-
-    holdout_split(data, holdout, holdout_by, min_tokens=min_tokens)  # split errors before the progress bar
+    columns = parse_column_mapping(col or [])
+    if per is None:
+        data = from_frame(frame, source=runs, columns=columns, required=required_roles(models),
+                          drop_invalid=drop_invalid)
+        for line in data.dropped:
+            warn(line)
+        holdout_split(data, holdout, holdout_by, min_tokens=min_tokens)  # split errors before the progress bar
+    else:
+        data = _tables_per(frame, per, runs, columns, required_roles(models), drop_invalid)
+        for name, table in data.items():
+            try:
+                holdout_split(table, holdout, holdout_by, min_tokens=min_tokens)
+            except DataError as exc:
+                raise DataError(f"{runs}: {per}={name}: {exc}", options=exc.options) from None
+    n_tables = 1 if per is None else len(data)
 
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("fitting", total=len(models))
+        task = bar.add_task("fitting", total=len(models) * n_tables)
         state = {"started": False}
 
         def progress(name):
@@ -80,9 +92,12 @@ def compare(
                            jobs=jobs, backend=backend)
         bar.advance(task)
 
+    keys = ("law", "in_range_are", "holdout_are", "n_free", "aic", "bic", "params", "seconds", "n_train", "n_test")
     if json_out:
-        emit_json([{k: r[k] for k in ("law", "in_range_are", "holdout_are", "n_free", "aic", "bic", "params", "seconds",
-                                      "n_train", "n_test")} for r in rows])
+        emit_json([{**({per: r["data"]} if per else {}), **{k: r[k] for k in keys}} for r in rows])
+        return
+    if per is not None:
+        _print_per(runs, per, holdout, rows)
         return
     from rich.table import Table
 
@@ -102,6 +117,63 @@ def compare(
     console.print("* lowest held-out error; k free parameters; AIC/BIC (lower is better) on the fitted rows, "
                   "Gaussian log residuals: they judge the fit in range, the held-out error the forecast",
                   style="dim")
+
+
+def _tables_per(frame, per: str, runs: str, columns, required, drop_invalid: bool) -> dict:
+    """One table per value of column ``per`` (in sorted order), each read as a runs table of its own."""
+    from ..data import from_frame
+    from ..errors import DataError
+
+    if per not in frame.columns:
+        raise DataError(f"{runs}: --per {per}: no such column (columns: {', '.join(map(str, frame.columns))})")
+    values = frame[per]
+    missing = int(values.isna().sum())
+    if missing:
+        warn(f"{runs}: {missing} row(s) with no {per} value left out (--per {per})")
+    tables = {}
+    for value in sorted(values.dropna().unique(), key=str):
+        name = str(value)
+        part = frame[values == value].reset_index(drop=True)
+        tables[name] = from_frame(part, source=f"{runs} ({per}={name})", columns=columns, required=required,
+                                  drop_invalid=drop_invalid)
+        for line in tables[name].dropped:
+            warn(line)
+    if not tables:
+        raise DataError(f"{runs}: --per {per}: the column has no values")
+    return tables
+
+
+def _print_per(runs: str, per: str, holdout: str, rows: list) -> None:
+    """``compare --per``: one table, the rows of each value of ``per`` together, its best law marked."""
+    from rich import box
+    from rich.table import Table
+
+    best = {}
+    for r in rows:
+        if r["data"] not in best or r["holdout_are"] < best[r["data"]]["holdout_are"]:
+            best[r["data"]] = r
+    # No vertical rules: a column more than the one-table view, and it still fits 80 columns.
+    table = Table(title=f"{runs}: held out {holdout!r} within each {per}", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
+    for c in (per, "law", "in-range\nARE", "held-out\nARE", "k", "AIC", "BIC", "time"):
+        table.add_column(c, justify="left" if c in (per, "law") else "right", no_wrap=True)
+    for i, r in enumerate(rows):
+        first = i == 0 or rows[i - 1]["data"] != r["data"]
+        if first and i:
+            table.add_section()
+        mark = " *" if best[r["data"]] is r else ""
+        table.add_row(str(r["data"]) if first else "", r["law"] + mark, f"{100 * r['in_range_are']:.3f} %",
+                      f"{100 * r['holdout_are']:.3f} %", str(r["n_free"]), f"{r['aic']:.1f}", f"{r['bic']:.1f}",
+                      f"{r['seconds']:.2f} s")
+    console.print(table)
+    for name, r in best.items():
+        console.print(f"{name}: held out {r['held_out'][0]} ({r['n_test']} points), fitted on {r['n_train']}",
+                      highlight=False)
+    for r in rows:
+        console.print(f"{r['data']} {r['law']}: " + ", ".join(f"{k}={fmt(v, 4)}" for k, v in r["params"].items()),
+                      highlight=False)
+    console.print(f"* lowest held-out error within its {per}; k free parameters; AIC/BIC (lower is better) on "
+                  "the fitted rows, Gaussian log residuals: they compare laws on the same rows only", style="dim")
 
 
 def _compare_curves(runs, models, holdout, col, where, drop_invalid, delta, bootstrap, lr_table, schedule, json_out,
