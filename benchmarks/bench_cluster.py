@@ -44,6 +44,7 @@ def datasets() -> list:
     import pandas as pd
 
     from scalefit.data import from_frame
+    from scalefit.rowsets import group_rows
 
     out = []
     epoch = SHARED / "chinchilla" / "svg_extracted_data.csv"
@@ -54,10 +55,9 @@ def datasets() -> list:
                               required=["params", "tokens", "loss"]))
     gadre = SHARED / "gadre" / "gadre2024_final_losses.csv"
     if gadre.exists():
-        df = pd.read_csv(gadre)
-        for corpus in sorted(df["dataset"].unique()):
-            out.append(from_frame(df[df["dataset"] == corpus].reset_index(drop=True), source=f"gadre:{corpus}",
-                                  columns={"run": "name", "loss": "loss_c4_val"}, required=["params", "tokens", "loss"]))
+        corpora, _ = group_rows(pd.read_csv(gadre), "dataset", str(gadre))
+        out += [from_frame(rows, source=f"gadre:{corpus}", columns={"run": "name", "loss": "loss_c4_val"},
+                           required=["params", "tokens", "loss"]) for corpus, rows in corpora.items()]
     return out
 
 

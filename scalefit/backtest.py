@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from .data import Dataset
-from .errors import DataError, option_error
+from .errors import DataError, option_error, shown
 from .law import Law
 
 CHECKPOINT_FRACTION = 0.7  # Hitchhiker's Guide: score checkpoints from 70 % of training onward
@@ -71,6 +71,14 @@ class Split:
     checkpoints: bool = False
 
 
+def _split_k(holdout: str | int, by: str, min_tokens: float | None) -> int:
+    """K of a split that holds out the K largest, with ``by`` and ``min_tokens`` checked: what needs no table."""
+    if by not in ("params", "compute"):
+        raise option_error("by", by, "use 'params' or 'compute'")
+    check_min_tokens(min_tokens)
+    return parse_holdout(holdout) if isinstance(holdout, str) else int(holdout)
+
+
 def holdout_split(
     data: Dataset,
     holdout: str | int = "largest",
@@ -86,10 +94,7 @@ def holdout_split(
     (:func:`scalefit.isoflop.budget_ranks`): on an IsoFLOP table the whole largest budget, not its one
     largest run; a run on no budget is a budget of its own.
     """
-    k = parse_holdout(holdout) if isinstance(holdout, str) else int(holdout)
-    if by not in ("params", "compute"):
-        raise option_error("by", by, "use 'params' or 'compute'")
-    check_min_tokens(min_tokens)
+    k = _split_k(holdout, by, min_tokens)
     runs = data.run_codes
     n_runs = runs.max() + 1
     checkpoints = np.bincount(runs).max() > 1
@@ -230,14 +235,12 @@ def backtest(
     }
 
 
-def _backtest_task(data: Dataset, law: Law, holdout, by: str, min_tokens, fit_fn, fit_kw: dict) -> dict:
-    """One parallel task of :func:`compare`: a whole backtest, the table ``data`` shipped to the worker once."""
+def _backtest_in(tables: dict | None, name, law: Law, holdout, by: str, min_tokens, fit_fn, fit_kw: dict) -> dict:
+    """One parallel task of :func:`compare`, a whole backtest: on the table ``name`` of ``tables`` (dask, ray:
+    every table reaches each worker once), or, where ``tables`` is None, on ``name``, the table itself (loky
+    pickles what the tasks share with every task, so each takes only its own)."""
+    data = name if tables is None else tables[name]
     return backtest(law, data, holdout, by, min_tokens=min_tokens, fit_fn=fit_fn, **fit_kw)
-
-
-def _backtest_in(tables: dict, name, *task) -> dict:
-    """:func:`_backtest_task` on the table called ``name`` of ``tables`` (every table shipped once per call)."""
-    return _backtest_task(tables[name], *task)
 
 
 def compare(
@@ -257,10 +260,10 @@ def compare(
 
     ``holdout`` may be a list of splits (``["largest", "largest:2"]``): one row per split and law, split
     by split, the laws in order within each. ``data`` may be a mapping of names to tables (the corpora of
-    one study): then every table gets every split and law, table by table, each row naming its table
-    under ``"data"``, and with ``jobs`` all of them go out as one stream of tasks (one wait for the last
-    fit, not one per table). ``jobs``, ``backend``: run the backtests -- each a whole
-    fit -- as parallel tasks (``loky``, ``threading``, ``dask``, ``ray``, as for :func:`scalefit.fit.fit`;
+    one study, :func:`scalefit.rowsets.group_rows`): every table gets every split and law, table by table,
+    each row naming its table under ``"data"``; with ``jobs`` all go out as one stream of tasks (one wait
+    for the last fit, not one per table). ``jobs``, ``backend``: run the backtests -- each a whole fit -- as
+    parallel tasks (``loky``, ``threading``, ``dask``, ``ray``, as for :func:`scalefit.fit.fit`;
     :func:`scalefit.bootstrap.parallel_map`), the table sent to the workers once; the rows equal the serial
     ones, in the same order (``seconds`` aside), and each fit runs on one worker. ``progress(name)`` hears
     each law as its turn comes (with ``jobs``, as the rows before it arrive). Every split and option is
@@ -277,15 +280,19 @@ def compare(
     named = isinstance(data, Mapping)
     tables = dict(data) if named else {None: data}
     if not tables:
-        raise DataError("compare: no tables given (an empty mapping of tables)")
+        raise option_error("data", "{}", "give at least one table")
+    for spec in splits:  # what needs no table fails as itself, before any table is named
+        _split_k(spec, by, min_tokens)
     for name, table in tables.items():
+        if not isinstance(table, Dataset):
+            raise option_error("data", name, f"each table must be a Dataset, not {type(table).__name__}")
         for spec in splits:  # a bad split fails here, not in a worker after other fits ran
             try:
                 holdout_split(table, spec, by, min_tokens=min_tokens)
             except DataError as exc:
                 if not named:
                     raise
-                raise type(exc)(f"table '{name}': {exc}", options=exc.options) from None
+                raise type(exc)(f"table {shown(name)}: {exc}", options=exc.options) from None
     tasks = [(name, law, spec) for name in tables for spec in splits for law in laws]
 
     def labelled(row: dict, name) -> dict:
@@ -302,8 +309,10 @@ def compare(
     connect_backend(backend)
     if progress is not None and tasks:
         progress(tasks[0][1].name)
-    shared = {name: table.as_arrays() for name, table in tables.items()}  # the workers then need no pandas
-    items = [(name, law, spec, by, min_tokens, fit_fn, fit_kw) for name, law, spec in tasks]  # a list: it may all go out at once
+    arrays = {name: table.as_arrays() for name, table in tables.items()}  # the workers then need no pandas
+    shared = arrays if backend in ("dask", "ray") else None  # see _backtest_in
+    items = [(name if shared else arrays[name], law, spec, by, min_tokens, fit_fn, fit_kw)
+             for name, law, spec in tasks]  # a list: it may all go out at once
     for row in parallel_map(_backtest_in, shared, items, jobs, backend):
         rows.append(labelled(row, tasks[len(rows)][0]))
         if progress is not None and len(rows) < len(tasks):

@@ -20,10 +20,10 @@ import sys
 import warnings
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from ._io import check_input_file
-from .errors import DataError, option_error
+from .errors import DataError
 from .limits import LIMITS, LimitError, enforce, limit
 
 if TYPE_CHECKING:
@@ -424,57 +424,3 @@ def _read_json(text: str, path: Path) -> "pd.DataFrame":
 def _json_type(value) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
         type(value), "a number")
-
-
-
-
-# ---------------------------------------------------------------------------- row filters
-_WHERE_EXAMPLE = "expected COLUMN=VALUE, e.g. dataset=rpj"
-
-
-def filter_rows(frame: "pd.DataFrame", where, source: str = "<memory>") -> "pd.DataFrame":
-    """The rows of ``frame`` where every condition holds: a table of several experiments narrowed to one.
-
-    ``where``: ``"COLUMN=VALUE"`` strings (a list, or one string) or a mapping ``{"dataset": "rpj"}``; None
-    or empty keeps every row. A cell matches when it reads as the value (``rpj``), or, in a numeric column,
-    equals it as a number (``epochs=1`` matches 1.0). A condition that names no column or matches no row
-    is a DataError naming ``source`` and the condition. The CLI's ``--where`` is this; from Python::
-
-        frame = filter_rows(read_table("runs.csv"), {"dataset": "rpj"}, source="runs.csv")
-        scalefit.fit("chinchilla", frame)
-
-    It works on a DataFrame: a fit given ``where`` reads its table with pandas (``read_table``'s default),
-    the one path where a point fit from a CSV file imports it.
-    """
-    import pandas as pd
-
-    if isinstance(where, str):
-        where = [where]
-    conditions = []
-    for item in (where.items() if isinstance(where, Mapping) else where or []):
-        if isinstance(item, tuple):  # a mapping's (column, value)
-            column, value = str(item[0]), str(item[1]).strip()
-            text = f"{column}={value}"
-        else:
-            text = str(item)
-            column, sep, value = (part.strip() for part in text.partition("="))
-            if not sep or not column:
-                raise option_error("where", text, _WHERE_EXAMPLE)
-        conditions.append((text, column, value))
-    for text, column, value in conditions:
-        if column not in frame.columns:
-            raise DataError(f"{source}: where column {show_name(column)} not found; columns are: "
-                            f"{show_names(frame.columns)}", options=("where",))
-        cells = frame[column]
-        keep = cells.astype(str).str.strip() == value
-        if pd.api.types.is_numeric_dtype(cells) and not pd.api.types.is_bool_dtype(cells):
-            number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
-            if pd.notna(number):
-                keep |= cells == number
-        if not keep.any():
-            held = list(dict.fromkeys(cells.dropna().astype(str)))
-            shown_held = show_names(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
-            raise DataError(f"{source}: where={text} matches no row (column {show_name(column)} holds "
-                            f"{shown_held or 'no values'} in the rows left)", options=("where",))
-        frame = frame[keep]
-    return frame

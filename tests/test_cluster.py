@@ -122,8 +122,12 @@ def test_a_mapping_of_tables_gives_each_tables_own_rows_in_one_stream(rpj_frame,
     assert heard == [law for _ in tables for _ in SPLITS for law in LAWS]
     with pytest.raises(DataError, match="table 'rpj': .*leaves no model size"):
         compare(laws, tables, "largest:99")
-    with pytest.raises(DataError, match="no tables"):
+    with pytest.raises(DataError, match="^holdout="):  # no table to blame: the option fails as itself
+        compare(laws, tables, "largest:x")
+    with pytest.raises(DataError, match="at least one table"):
         compare(laws, {}, SPLITS)
+    with pytest.raises(DataError, match="must be a Dataset, not DataFrame"):
+        compare(laws, {"rpj": rpj_frame}, SPLITS)
 
 
 class CountedTable(dict):
@@ -156,13 +160,13 @@ def test_task_errors_arrive_as_the_workers_own(backend, rpj, request):
     """A library error raised on a dask or ray worker reaches the caller as itself: its class, its options
     (for the CLI's flag names), its one-line message -- not the cluster's wrapper with a traceback."""
     request.getfixturevalue({"dask": "dask_client", "ray": "ray_local"}[backend])
-    from scalefit.backtest import _backtest_task
+    from scalefit.backtest import _backtest_in
     from scalefit.fit import connect_backend
 
     connect_backend(backend)
-    task = (get_law("chinchilla"), "largest:99", "params", None, None, {})
+    task = ("rpj", get_law("chinchilla"), "largest:99", "params", None, None, {})
     with pytest.raises(DataError) as info:
-        list(bootmod.parallel_map(_backtest_task, rpj, [task, task], 2, backend))
+        list(bootmod.parallel_map(_backtest_in, {"rpj": rpj}, [task, task], 2, backend))
     assert type(info.value) is DataError and info.value.options == ("holdout",)
     assert "leaves no model size" in str(info.value) and "Traceback" not in str(info.value)
 
@@ -348,7 +352,8 @@ def test_cli_compare_per_column_gives_each_values_own_rows(tmp_path):
                    json.loads(one.stdout))
     table = runner.invoke(app, [*base[:-1], "--per", "dataset"])
     assert table.exit_code == 0 and all(c in table.stdout for c in corpora)
-    for extra, words in ((["--per", "corpus"], ["--per corpus", "no such column"]),
+    for extra, words in ((["--per", "corpus"], ["--per column 'corpus' not found"]),
+                         (["--per", "law"], ["--per law", "rename the column"]),
                          (["--per", "dataset", "--holdout", "largest:99"], ["dataset=c4_original", "leaves no"]),
                          (["--per", "dataset", "--laws", "multipower"], ["--per works with point laws"])):
         bad = runner.invoke(app, [*base, *extra])

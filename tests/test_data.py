@@ -190,8 +190,24 @@ def test_cli_loss_unit_against_the_table_is_one_line(tmp_path):
     assert_clean_error(run("fit", path), "column 'loss_unit' holds 'bpb'")
 
 
+def test_group_rows_names_and_orders_groups_as_where_reads_them():
+    from scalefit.rowsets import filter_rows, group_rows
+
+    frame = pd.DataFrame({"dataset": [" rpj", "c4", "rpj", None], "epochs": [10, 2, 1, 2],
+                          "loss": [3.0, 3.1, 3.2, 3.3]})
+    groups, missing = group_rows(frame, "dataset", "t.csv")
+    assert list(groups) == ["c4", "rpj"] and missing == 1  # spaces stripped, as --where compares
+    assert groups["rpj"]["loss"].tolist() == filter_rows(frame, "dataset=rpj")["loss"].tolist() == [3.0, 3.2]
+    by_epochs, _ = group_rows(frame, "epochs")
+    assert list(by_epochs) == ["1", "2", "10"]  # numerically, not as text
+    with pytest.raises(DataError, match="per column 'corpus' not found; columns are: 'dataset'"):
+        group_rows(frame, "corpus", "t.csv")
+    with pytest.raises(DataError, match="holds no values"):
+        group_rows(frame.assign(dataset=None), "dataset", "t.csv")
+
+
 def test_filter_rows_from_python():
-    from scalefit.tables import filter_rows
+    from scalefit.rowsets import filter_rows
 
     frame = pd.DataFrame({"dataset": ["rpj", "c4", "rpj"], "epochs": [1.0, 1.0, 4.0], "loss": [3.0, 3.1, 3.2]})
     assert filter_rows(frame, ["dataset=rpj", "epochs = 4"], "t.csv")["loss"].tolist() == [3.2]

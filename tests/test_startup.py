@@ -259,6 +259,12 @@ def test_the_quick_exit_is_taken_and_a_closed_stdout_is_no_error(tmp_path):
                              sys.executable, str(out)],  # stdout closed: Python then has no sys.stdout
                             stderr=subprocess.PIPE, text=True, timeout=300, cwd=ROOT)
     assert closed.returncode == 0 and "Traceback" not in closed.stderr and json.loads(out.read_text())["objective"] > 0
+    # stderr closed while a warning is due (a row dropped): Python has no sys.stderr, and the warning is lost
+    runs = tmp_path / "runs.csv"
+    runs.write_text((ROOT / "data" / "example_runs.csv").read_text() + "bad,1e8,1e9,nan\n")
+    quiet = subprocess.run(["sh", "-c", 'exec "$0" -m scalefit fit "$1" --drop-invalid --json 2>&-',
+                            sys.executable, str(runs)], stdout=subprocess.PIPE, text=True, timeout=300, cwd=ROOT)
+    assert quiet.returncode == 0 and json.loads(quiet.stdout)["objective"] > 0
 
 
 def test_a_profiler_or_a_host_running_the_module_keeps_the_normal_exit(tmp_path):

@@ -107,6 +107,8 @@ def emit_json(obj: Any) -> None:
 
 
 def warn(message: str) -> None:
+    if sys.stderr is None:  # the descriptor was closed at start-up (``2>&-``): nowhere to print, as rich does
+        return
     if err_console._console is None and not err_console.is_terminal:  # no colour to show: the line rich
         sys.stderr.write(("warning: " + clean(message)).expandtabs(8) + "\n")  # would print, without importing
         sys.stderr.flush()  # rich (13 ms of a small fit's 0.19 s)
@@ -115,6 +117,8 @@ def warn(message: str) -> None:
 
 
 def info(message: str) -> None:
+    if sys.stderr is None:  # as in warn()
+        return
     if err_console._console is None:  # no rich console yet, so no live progress display to print around:
         sys.stderr.write(clean(message).expandtabs(8) + "\n")  # the line rich would print, without rich
         sys.stderr.flush()

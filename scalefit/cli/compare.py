@@ -8,6 +8,8 @@ import typer
 
 from ._output import console, emit_json, err_console, fmt, warn
 
+_JSON_KEYS = ("law", "in_range_are", "holdout_are", "n_free", "aic", "bic", "params", "seconds", "n_train", "n_test")
+
 
 def compare(
     runs: str = typer.Argument(..., help="Runs table (parquet, CSV, JSONL); one row per run or per checkpoint."),
@@ -35,7 +37,8 @@ def compare(
     from ..errors import DataError
     from ..fit import check_options
     from ..registry import get_law
-    from ..tables import filter_rows, read_table
+    from ..rowsets import filter_rows
+    from ..tables import read_table
 
     kinds = {get_law(n.strip(), law_file or ()).kind for n in laws.split(",") if n.strip()}
     if per is not None and "curve" in kinds:
@@ -67,12 +70,11 @@ def compare(
             warn(line)
         holdout_split(data, holdout, holdout_by, min_tokens=min_tokens)  # split errors before the progress bar
     else:
+        if per in _JSON_KEYS:
+            raise DataError(f"--per {per}: compare's rows have a field of that name; rename the column")
         data = _tables_per(frame, per, runs, columns, required_roles(models), drop_invalid)
-        for name, table in data.items():
-            try:
-                holdout_split(table, holdout, holdout_by, min_tokens=min_tokens)
-            except DataError as exc:
-                raise DataError(f"{runs}: {per}={name}: {exc}", options=exc.options) from None
+        for table in data.values():  # each table's source names its group
+            holdout_split(table, holdout, holdout_by, min_tokens=min_tokens)
     n_tables = 1 if per is None else len(data)
 
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -92,9 +94,8 @@ def compare(
                            jobs=jobs, backend=backend)
         bar.advance(task)
 
-    keys = ("law", "in_range_are", "holdout_are", "n_free", "aic", "bic", "params", "seconds", "n_train", "n_test")
     if json_out:
-        emit_json([{**({per: r["data"]} if per else {}), **{k: r[k] for k in keys}} for r in rows])
+        emit_json([{**({per: r["data"]} if per else {}), **{k: r[k] for k in _JSON_KEYS}} for r in rows])
         return
     if per is not None:
         _print_per(runs, per, holdout, rows)
@@ -120,26 +121,20 @@ def compare(
 
 
 def _tables_per(frame, per: str, runs: str, columns, required, drop_invalid: bool) -> dict:
-    """One table per value of column ``per`` (in sorted order), each read as a runs table of its own."""
+    """One runs table per value of column ``per`` (:func:`scalefit.rowsets.group_rows`), each validated
+    on its own; a table whose rows have no ``per`` value is reported and left out."""
     from ..data import from_frame
-    from ..errors import DataError
+    from ..rowsets import group_rows
 
-    if per not in frame.columns:
-        raise DataError(f"{runs}: --per {per}: no such column (columns: {', '.join(map(str, frame.columns))})")
-    values = frame[per]
-    missing = int(values.isna().sum())
+    groups, missing = group_rows(frame, per, runs)
     if missing:
-        warn(f"{runs}: {missing} row(s) with no {per} value left out (--per {per})")
+        warn(f"{runs}: {missing} row(s) with no {per} value left out")
     tables = {}
-    for value in sorted(values.dropna().unique(), key=str):
-        name = str(value)
-        part = frame[values == value].reset_index(drop=True)
-        tables[name] = from_frame(part, source=f"{runs} ({per}={name})", columns=columns, required=required,
+    for name, rows in groups.items():
+        tables[name] = from_frame(rows, source=f"{runs} ({per}={name})", columns=columns, required=required,
                                   drop_invalid=drop_invalid)
         for line in tables[name].dropped:
             warn(line)
-    if not tables:
-        raise DataError(f"{runs}: --per {per}: the column has no values")
     return tables
 
 
@@ -183,7 +178,8 @@ def _compare_curves(runs, models, holdout, col, where, drop_invalid, delta, boot
     from ..curves import load_for, parse_schedule_options
     from ..data import parse_column_mapping
     from ..fit import check_options
-    from ..tables import filter_rows, read_table
+    from ..rowsets import filter_rows
+    from ..tables import read_table
 
     check_options(delta=delta, n_bootstrap=bootstrap, jobs=jobs, backend=backend,
                   names={"delta": "--delta", "n_bootstrap": "--bootstrap", "jobs": "--jobs", "backend": "--backend"})

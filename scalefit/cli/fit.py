@@ -69,7 +69,8 @@ def fit_command(
 
     table = runs
     if where:  # a multi-experiment table: the rows asked for, read as `compare --where` reads them
-        from ..tables import filter_rows, read_table
+        from ..rowsets import filter_rows
+        from ..tables import read_table
 
         table = filter_rows(read_table(runs), where, runs)
     data = load_for(law_obj, table, source=runs, columns=columns, lr_table=lr_table,

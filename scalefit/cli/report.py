@@ -36,7 +36,8 @@ def report_command(
     if data is not None:
         table = data
         if where:  # a multi-experiment table: the rows the fit used, read as `fit --where` reads them
-            from ..tables import filter_rows, read_table
+            from ..rowsets import filter_rows
+            from ..tables import read_table
 
             table = filter_rows(read_table(data), where, data)
         dataset, note = load_data(fit, table, source=data, lr_table=lr_table, schedules=schedules,
