@@ -152,9 +152,8 @@ def _effective_jobs(jobs: int) -> int:
 def cluster_workers(backend: str, jobs: int) -> int:
     """How many workers will take tasks: ``jobs`` for loky, threading and ray (at most that many ray tasks
     run at once on a cluster of fixed size, :func:`_ray_map`; -1: the ray cluster's CPUs once connected,
-    else this machine's); every worker thread of
-    the dask cluster, whatever ``jobs`` says (the cluster's size is the user's choice). Call after
-    :func:`scalefit.fit.connect_backend`."""
+    else this machine's); every worker thread of the dask cluster, whatever ``jobs`` says (the cluster's
+    size is the user's choice). Call after :func:`scalefit.fit.connect_backend`."""
     if backend == "dask":
         from distributed import get_client
 
@@ -327,9 +326,9 @@ def parallel_map(fn: Callable, shared, items: Iterable[tuple], jobs: int, backen
     waits behind a long one while a worker idles (:func:`_dask_map`, :func:`_ray_map`): each submitted
     when a worker is free, or, for a list of items, all at once where the cluster's scheduler itself hands
     each free worker the next. An iterator is always drawn one item per free worker, so lazily made items
-    (chunks of resampled counts) stay bounded in memory. loky's workers end with the process that started them;
-    closing the generator (an interrupt) cancels the queued tasks at once. The caller makes the backend usable first
-    (:func:`scalefit.fit.connect_backend`).
+    (chunks of resampled counts) stay bounded in memory. loky's workers end with the process that started
+    them; closing the generator (an interrupt) cancels the queued tasks at once. The caller makes the
+    backend usable first (:func:`scalefit.fit.connect_backend`).
     """
     if backend in ("dask", "ray"):
         run = _dask_map if backend == "dask" else _ray_map

@@ -122,7 +122,7 @@ def compare(
 
 def _tables_per(frame, per: str, runs: str, columns, required, drop_invalid: bool) -> dict:
     """One runs table per value of column ``per`` (:func:`scalefit.rowsets.group_rows`), each validated
-    on its own; a table whose rows have no ``per`` value is reported and left out."""
+    on its own; rows with no ``per`` value are reported and left out."""
     from ..data import from_frame
     from ..rowsets import group_rows
 
