@@ -17,6 +17,18 @@ if TYPE_CHECKING:
 _WHERE_EXAMPLE = "expected COLUMN=VALUE, e.g. dataset=rpj"
 
 
+def _as_text(cells: "pd.Series") -> "pd.Series":
+    """Each cell as the value it matches: its text, spaces stripped."""
+    return cells.astype(str).str.strip()
+
+
+def _numeric(cells: "pd.Series") -> bool:
+    """Whether the column's cells also match as numbers (booleans do not)."""
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(cells) and not pd.api.types.is_bool_dtype(cells)
+
+
 def filter_rows(frame: "pd.DataFrame", where, source: str = "<memory>") -> "pd.DataFrame":
     """The rows of ``frame`` where every condition holds: a table of several experiments narrowed to one.
 
@@ -51,8 +63,8 @@ def filter_rows(frame: "pd.DataFrame", where, source: str = "<memory>") -> "pd.D
             raise DataError(f"{source}: where column {show_name(column)} not found; columns are: "
                             f"{show_names(frame.columns)}", options=("where",))
         cells = frame[column]
-        keep = cells.astype(str).str.strip() == value
-        if pd.api.types.is_numeric_dtype(cells) and not pd.api.types.is_bool_dtype(cells):
+        keep = _as_text(cells) == value
+        if _numeric(cells):
             number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
             if pd.notna(number):
                 keep |= cells == number
@@ -74,18 +86,15 @@ def group_rows(frame: "pd.DataFrame", column: str, source: str = "<memory>") -> 
         groups, _ = group_rows(read_table("runs.csv"), "dataset", "runs.csv")
         tables = {name: from_frame(rows, source=name) for name, rows in groups.items()}
     """
-    import pandas as pd
-
     if column not in frame.columns:
         raise DataError(f"{source}: per column {show_name(column)} not found; columns are: "
                         f"{show_names(frame.columns)}", options=("per",))
     cells = frame[column]
     present = cells.notna()
-    names = cells[present].astype(str).str.strip()
-    numeric = pd.api.types.is_numeric_dtype(cells) and not pd.api.types.is_bool_dtype(cells)
-    first = cells[present].groupby(names, sort=False).first()  # one value per name, to order numerically
-    order = sorted(first.index, key=(lambda n: (float(first[n]), n)) if numeric else str)
-    kept = frame[present]
-    if not order:
+    if not present.any():
         raise DataError(f"{source}: per column {show_name(column)} holds no values", options=("per",))
+    names = _as_text(cells[present])
+    first = cells[present].groupby(names, sort=False).first()  # one value per name, to order numerically
+    order = sorted(first.index, key=(lambda n: (float(first[n]), n)) if _numeric(cells) else str)
+    kept = frame[present]
     return {name: kept[names == name].reset_index(drop=True) for name in order}, int((~present).sum())
